@@ -1,0 +1,1 @@
+"""A Nexus replica: external API, internal report path, background tasks, saga executor."""

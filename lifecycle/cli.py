@@ -1,0 +1,133 @@
+"""The `lifecycle` console command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from model.vocab import MUTANTS, REVISIONS, UsageError, check_mutants, check_revision
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Verify, implement and test the instance / VMM / migration / updater-lock lifecycle.",
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _usage(e: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command()
+def verify(
+    revision: list[str] = typer.Option(
+        None, "--revision", "-r", help="Protocol revision (repeatable); default: all."),
+    mutant: list[str] = typer.Option(
+        None, "--mutant", "-m", help="Switch on a named defect (repeatable)."),
+    depth: int = typer.Option(None, "--depth", "-d", help="Steps explored from each seed."),
+    invariant: list[str] = typer.Option(
+        None, "--invariant", "-i", help="Check only this invariant (repeatable)."),
+    json_path: Path = typer.Option(None, "--json", help="Write a JSON report here."),
+    junit_path: Path = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
+    trace_dir: Path = typer.Option(Path("out/traces"), "--trace-dir",
+                                   help="Where counterexample traces (ITF) are written."),
+) -> None:
+    """Check every invariant by bounded model checking and print the verdicts.
+
+    Exit status: 0 when every invariant holds (known findings of the protocol itself are
+    reported but do not fail), 1 when any is violated, 2 on bad usage.
+    """
+    from lifecycle.verify_cmd import DEFAULT_DEPTH, verify_main
+    from model.invariants import check_invariant_ids
+
+    try:
+        revs = [check_revision(r) for r in (revision or list(REVISIONS))]
+        muts = check_mutants(mutant or [])
+        invs = list(check_invariant_ids(invariant)) if invariant else None
+        d = DEFAULT_DEPTH if depth is None else depth
+        if not 1 <= d <= 40:
+            raise UsageError(f"--depth must be between 1 and 40, got {d}")
+    except UsageError as e:
+        raise _usage(e) from None
+    raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console))
+
+
+@app.command()
+def mutants() -> None:
+    """List the named defects that `verify --mutant` can switch on, one line each."""
+    for m in MUTANTS.values():
+        where = "" if m.in_impl else "  (model only)"
+        typer.echo(f"{m.name:37s} {m.summary}; opens {m.race}{where}")
+
+
+@app.command()
+def invariants() -> None:
+    """List the invariants with their ids, sentences and SPEC sections."""
+    from model.invariants import INVARIANTS
+
+    t = Table(title=f"{len(INVARIANTS)} invariants")
+    t.add_column("id")
+    t.add_column("kind")
+    t.add_column("statement")
+    t.add_column("source")
+    for inv in INVARIANTS.values():
+        t.add_row(inv.id, inv.kind, inv.sentence, f"{inv.source}: {inv.spec}")
+    console.print(t)
+
+
+@app.command()
+def replay(trace: Path = typer.Argument(..., help="An ITF trace file written by verify.")) -> None:
+    """Re-run a trace file on the model and re-check its invariant at every step."""
+    from model.bmc import Step, Trace, Verdict, first_violation
+    from model.invariants import INVARIANTS
+    from model.seeds import Seed
+    from model.trace import TraceError, load_itf
+
+    from lifecycle.verify_cmd import print_counterexample
+
+    try:
+        lt = load_itf(trace)
+    except TraceError as e:
+        raise _usage(e) from None
+    from model.actions import model_for
+
+    model = model_for(lt.cfg)
+    k = lt.seed_len
+    seed = Seed(str(lt.meta.get("seed")), "seed prefix replayed", lt.labels[:k], lt.states[k])
+    steps = [Step(model.action_index(lab), st)
+             for lab, st in zip(lt.labels[k:], lt.states[k + 1:], strict=True)]
+    tr = Trace(lt.cfg, seed, steps)
+    inv_id = lt.meta.get("invariant")
+    console.print(f"{trace}: {len(lt.labels)} steps replayed on the model "
+                  f"({lt.cfg.describe()}), seed prefix {k} steps")
+    if inv_id not in INVARIANTS:
+        console.print("no invariant named in the trace; replay only")
+        raise typer.Exit(0)
+    at = first_violation(INVARIANTS[inv_id], model, tr)
+    if at is None:
+        console.print(f"[green]{inv_id} holds along this trace[/] (the trace is stale)")
+        raise typer.Exit(0)
+    print_counterexample(Verdict(inv_id, "violated", at, 0.0,
+                                 Trace(lt.cfg, seed, steps[:at])), None, console)
+    console.print(f"[bold red]{inv_id} is violated at step {at}[/]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    db: str = typer.Option("sqlite://", help="Database URL (default: embedded in-memory SQLite)."),
+) -> None:
+    """Run a short scripted lifecycle (create, start, migrate, stop, delete) and print each state."""
+    from impl.demo import run_demo
+
+    raise typer.Exit(run_demo(db))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,272 @@
+"""`lifecycle verify`: bounded checking of every invariant, with tables, trace files and
+machine-readable reports."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import z3
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from model.actions import model_for
+from model.bmc import Report, Trace, Verdict, verify
+from model.display import decode
+from model.findings import Finding, findings_for
+from model.invariants import INVARIANTS
+from model.state import Config
+from model.trace import MODEL_REVISION, changed_fields, write_itf
+
+DEFAULT_DEPTH = 6
+
+
+@dataclass
+class RevisionResult:
+    report: Report
+    findings: dict[str, Finding]
+    trace_files: dict[str, Path]
+
+    def status(self, inv: str) -> str:
+        v = self.report.verdicts[inv]
+        if v.status == "violated" and inv in self.findings:
+            return "finding"
+        return v.status
+
+    @property
+    def unexpected(self) -> list[str]:
+        return [i for i in self.report.verdicts if self.status(i) == "violated"]
+
+
+def trace_labels(trace: Trace) -> list[str]:
+    model = model_for(trace.cfg)
+    return list(trace.seed.prefix) + [model.actions[s.action].label for s in trace.steps]
+
+
+def full_states(trace: Trace) -> list[dict[str, Any]]:
+    """Fresh state, then the seed prefix replayed, then the counterexample's states."""
+    from model.step import apply
+
+    model = model_for(trace.cfg)
+    s = model.layout.fresh_state()
+    out = [s]
+    for lab in trace.seed.prefix:
+        if lab.startswith("unwind:"):
+            from model.seeds import _unwind
+
+            s = _unwind(model, s, lab.removeprefix("unwind:"), trace.seed.name)
+            out.append(s)
+            continue
+        t = apply(model, model.action_index(lab), s)
+        assert t is not None
+        s = t
+        out.append(s)
+    return out + [st.state for st in trace.steps]
+
+
+def expanded_prefix(trace: Trace) -> list[str]:
+    """The seed prefix with `unwind:` entries expanded to the undo actions they stand for."""
+    from model.step import apply
+
+    model = model_for(trace.cfg)
+    s = model.layout.fresh_state()
+    labels: list[str] = []
+    for lab in trace.seed.prefix:
+        if lab.startswith("unwind:"):
+            kind, _, rest = lab.removeprefix("unwind:").partition("(")
+            slot = int(rest.rstrip(")").split("=")[1])
+            while True:
+                for i, a in enumerate(model.actions):
+                    if (a.name.startswith(kind + ".") and a.arg("saga") == slot
+                            and a.arg("outcome") == "undo"):
+                        t = apply(model, i, s)
+                        if t is not None:
+                            labels.append(a.label)
+                            s = t
+                            break
+                else:
+                    break
+            continue
+        t = apply(model, model.action_index(lab), s)
+        assert t is not None
+        labels.append(lab)
+        s = t
+    return labels
+
+
+def write_trace(trace: Trace, inv: str, depth: int, out_dir: Path) -> Path:
+    cfg = trace.cfg
+    model = model_for(cfg)
+    prefix = expanded_prefix(trace)
+    labels = prefix + [model.actions[s.action].label for s in trace.steps]
+    from model.step import apply
+
+    states = [model.layout.fresh_state()]
+    for lab in labels:
+        t = apply(model, model.action_index(lab), states[-1])
+        assert t is not None, lab
+        states.append(t)
+    tag = cfg.revision + ("-" + "+".join(cfg.mutants) if cfg.mutants else "")
+    path = out_dir / f"{tag}--{inv}.itf.json"
+    write_itf(path, cfg, model, labels, states, seed=trace.seed.name, seed_len=len(prefix),
+              invariant=inv, depth=depth, command=f"lifecycle replay {shlex.quote(str(path))}")
+    return path
+
+
+def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
+               invariants: list[str] | None, trace_dir: Path, console: Console,
+               stop_on_violation: bool = False) -> dict[str, RevisionResult]:
+    results: dict[str, RevisionResult] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        for rev in revisions:
+            cfg = Config(revision=rev, mutants=mutants)
+            findings = findings_for(rev)
+            ids = invariants or list(INVARIANTS)
+            if mutants:  # a finding's invariant cannot tell whether a mutant is caught
+                ids = [i for i in ids if i not in findings]
+            from model.seeds import SEEDS
+
+            task = progress.add_task(f"{rev}: seeds checked to depth {depth}",
+                                     total=len(SEEDS), note="")
+
+            def cb(kind: str, t: int, verdicts: dict[str, Verdict], task: Any = task) -> None:
+                progress.update(task, completed=t)
+
+            report = verify(cfg, depth, ids, progress=cb, stop_on_violation=stop_on_violation)
+            files: dict[str, Path] = {}
+            for inv, v in report.verdicts.items():
+                if v.trace is not None:
+                    files[inv] = write_trace(v.trace, inv, v.depth, trace_dir)
+            results[rev] = RevisionResult(report, findings, files)
+    return results
+
+
+STYLE = {"holds": "green", "violated": "bold red", "finding": "yellow", "unknown": "dim"}
+
+
+def print_results(results: dict[str, RevisionResult], console: Console, total: float) -> None:
+    for rev, rr in results.items():
+        r = rr.report
+        cfg = r.cfg
+        title = (f"{rev}  mutants={','.join(cfg.mutants) or 'none'}  depth={r.depth}  "
+                 f"seeds={','.join(r.seeds)}  {r.state_vars} state variables, "
+                 f"{r.actions} actions  ({r.seconds:.1f} s)")
+        t = Table(title=title, title_justify="left")
+        t.add_column("invariant", no_wrap=True)
+        t.add_column("verdict", no_wrap=True)
+        t.add_column("depth", justify="right")
+        t.add_column("time", justify="right")
+        t.add_column("note")
+        for inv, v in r.verdicts.items():
+            st = rr.status(inv)
+            note = ""
+            if st == "finding":
+                f = rr.findings[inv]
+                note = f"{f.id}: {f.title}" + (f" (fixed in {f.fixed_in})" if f.fixed_in else "")
+            elif st == "violated":
+                note = f"trace: {rr.trace_files.get(inv, '')}"
+            elif st == "holds":
+                note = INVARIANTS[inv].source
+            t.add_row(inv, f"[{STYLE[st]}]{st}[/]", str(v.depth), f"{v.seconds:.1f}s", note)
+        console.print(t)
+        stale = sorted({f.id for i, f in rr.findings.items()
+                        if i in r.verdicts and r.verdicts[i].status == "holds"})
+        if stale and not cfg.mutants:
+            console.print(f"[yellow]note:[/] finding(s) {', '.join(stale)} did not reproduce "
+                          f"within depth {r.depth}")
+        for inv in rr.unexpected:
+            print_counterexample(r.verdicts[inv], rr.trace_files.get(inv), console)
+    console.print(f"total time {total:.1f} s  (z3 {z3.get_version_string()}, "
+                  f"model {MODEL_REVISION})")
+
+
+def print_counterexample(v: Verdict, path: Path | None, console: Console) -> None:
+    assert v.trace is not None
+    trace = v.trace
+    model = model_for(trace.cfg)
+    inv = INVARIANTS[v.invariant]
+    t = Table(title=f"counterexample: {v.invariant} — {inv.sentence}", title_justify="left",
+              show_lines=False)
+    t.add_column("step", justify="right")
+    t.add_column("actor", no_wrap=True)
+    t.add_column("action", no_wrap=True)
+    t.add_column("arguments")
+    t.add_column("changed")
+    before = trace.seed.state
+    t.add_row("0", "", f"seed '{trace.seed.name}'", "", trace.seed.description)
+    for i, st in enumerate(trace.steps, 1):
+        a = model.actions[st.action]
+        ch = changed_fields(before, st.state)
+        txt = ", ".join(f"{k}: {decode(model, k, x)}→{decode(model, k, y)}"
+                        for k, (x, y) in ch.items())
+        args = ", ".join(f"{k}={val}" for k, val in a.args)
+        t.add_row(str(i), a.actor, a.name, args, txt or "(no change)")
+        before = st.state
+    console.print(t)
+    if path:
+        console.print(f"replay: lifecycle replay {shlex.quote(str(path))}", soft_wrap=True)
+
+
+def junit(results: dict[str, RevisionResult], path: Path) -> None:
+    suites = ET.Element("testsuites", name="lifecycle verify")
+    for rev, rr in results.items():
+        r = rr.report
+        s = ET.SubElement(suites, "testsuite", name=f"verify.{rev}",
+                          tests=str(len(r.verdicts)),
+                          failures=str(len(rr.unexpected)), time=f"{r.seconds:.3f}")
+        for inv, v in r.verdicts.items():
+            tc = ET.SubElement(s, "testcase", classname=f"verify.{rev}", name=inv,
+                               time=f"{v.seconds:.3f}")
+            st = rr.status(inv)
+            if st == "violated":
+                ET.SubElement(tc, "failure", message=f"violated at depth {v.depth}",
+                              type="counterexample").text = str(rr.trace_files.get(inv, ""))
+            elif st == "finding":
+                ET.SubElement(tc, "skipped", message=f"known finding {rr.findings[inv].id}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)
+
+
+def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
+                total: float) -> None:
+    doc: dict[str, Any] = {"tool": "lifecycle verify", "model-revision": MODEL_REVISION,
+                           "z3": z3.get_version_string(), "depth": depth,
+                           "seconds": round(total, 3), "revisions": {}}
+    for rev, rr in results.items():
+        r = rr.report
+        doc["revisions"][rev] = {
+            "mutants": list(r.cfg.mutants), "seeds": r.seeds, "state_vars": r.state_vars,
+            "actions": r.actions, "seconds": round(r.seconds, 3),
+            "verdicts": {inv: {"status": rr.status(inv), "depth": v.depth,
+                               "seconds": round(v.seconds, 3),
+                               "finding": rr.findings[inv].id if inv in rr.findings
+                               and v.status == "violated" else None,
+                               "trace": str(rr.trace_files[inv]) if inv in rr.trace_files
+                               else None}
+                         for inv, v in r.verdicts.items()},
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def verify_main(revisions: list[str], mutants: tuple[str, ...], depth: int,
+                invariants: list[str] | None, json_path: Path | None, junit_path: Path | None,
+                trace_dir: Path, console: Console) -> int:
+    t0 = time.perf_counter()
+    results = run_verify(revisions, mutants, depth, invariants, trace_dir, console)
+    total = time.perf_counter() - t0
+    print_results(results, console, total)
+    if json_path:
+        json_report(results, json_path, depth, total)
+    if junit_path:
+        junit(results, junit_path)
+    return 1 if any(rr.unexpected for rr in results.values()) else 0

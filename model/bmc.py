@@ -1,0 +1,282 @@
+"""Bounded model checking with Z3.
+
+Paths of up to `depth` steps start from the seed states (see `seeds.py`). The check is
+incremental: at each depth one query asks whether any property not yet refuted fails at the
+new last step. A model of that query is the shortest counterexample for the properties it
+breaks; those are recorded and the query is repeated without them. When the query is
+unsatisfiable, every remaining property holds at this depth on every path, and is asserted
+as a known fact for the deeper queries (sound: it was just proven for all paths).
+
+Every counterexample is replayed through the concrete step function before it is reported:
+the states Z3 found must be the states the action definitions compute, and the property must
+fail on them. A mismatch is an internal error, never a verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from .actions import Model, model_for
+from .expr import CONCRETE, Z3, Ctx, lift
+from .invariants import INVARIANTS, ActView, Invariant
+from .seeds import Seed, seed_states
+from .state import Config
+from .step import State, apply
+from .z3enc import Encoding
+
+
+SOLVER_LOGIC = "QF_BV"
+
+
+class AgreementError(RuntimeError):
+    """Z3 and the concrete step function disagree: a bug in the tool, not in the protocol."""
+
+
+@dataclass
+class Step:
+    action: int  # index into model.actions
+    state: State  # the state after the action
+
+
+@dataclass
+class Trace:
+    cfg: Config
+    seed: Seed
+    steps: list[Step]
+
+    def states(self) -> list[State]:
+        return [self.seed.state] + [st.state for st in self.steps]
+
+
+@dataclass
+class Verdict:
+    invariant: str
+    status: str  # "holds" | "violated"
+    depth: int  # depth reached (holds) or length of the counterexample (violated)
+    seconds: float
+    trace: Trace | None = None
+
+
+@dataclass
+class Report:
+    cfg: Config
+    depth: int
+    seeds: list[str]
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    seconds: float = 0.0
+    state_vars: int = 0
+    actions: int = 0
+
+
+def eval_concrete(inv: Invariant, model: Model, pre: State | None, act: int | None,
+                  post: State) -> bool:
+    sizes = model.layout.sizes
+    if inv.kind == "step":
+        if pre is None or act is None:
+            return True
+        return bool(inv.fn(Ctx(CONCRETE, pre, sizes), Ctx(CONCRETE, post, sizes),
+                           ActView(model, act, CONCRETE), model.cfg, model))
+    return bool(inv.fn(Ctx(CONCRETE, post, sizes), model.cfg, model))
+
+
+def first_violation(inv: Invariant, model: Model, trace: Trace) -> int | None:
+    """The index of the first step at which `inv` fails along a concrete trace (0 = seed)."""
+    states = trace.states()
+    if inv.kind != "step" and not eval_concrete(inv, model, None, None, states[0]):
+        return 0
+    for i, st in enumerate(trace.steps):
+        if not eval_concrete(inv, model, states[i], st.action, st.state):
+            return i + 1
+    return None
+
+
+class Checker:
+    """Holds the encoding of one configuration and answers bounded queries."""
+
+    def __init__(self, cfg: Config, seeds: list[str] | None = None) -> None:
+        self.cfg = cfg
+        self.model = model_for(cfg)
+        self.enc = Encoding(self.model)
+        self.seeds = seed_states(self.model, seeds)
+        self._templates: dict[str, z3.BoolRef] = {}
+
+    def template(self, inv: Invariant) -> z3.BoolRef:
+        """The property over the encoding's template variables (cur, act, nxt)."""
+        if inv.id not in self._templates:
+            sizes = self.model.layout.sizes
+            if inv.kind == "step":
+                term = inv.fn(Ctx(Z3, self.enc.cur, sizes), Ctx(Z3, self.enc.nxt, sizes),
+                              ActView(self.model, self.enc.act, Z3), self.cfg, self.model)
+            else:
+                term = inv.fn(Ctx(Z3, self.enc.nxt, sizes), self.cfg, self.model)
+            self._templates[inv.id] = lift(term)
+        return self._templates[inv.id]
+
+    def at_step(self, inv: Invariant, pre: dict[str, Any], act: Any,
+                post: dict[str, Any]) -> z3.BoolRef:
+        pairs = [(self.enc.cur[n], pre[n]) for n in self.model.layout.names]
+        pairs += [(self.enc.nxt[n], post[n]) for n in self.model.layout.names]
+        pairs.append((self.enc.act, act))
+        return z3.substitute(self.template(inv), *pairs)
+
+    def run(self, invariant_ids: list[str] | None, depth: int,
+            progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
+            stop_on_violation: bool = False) -> Report:
+        t0 = time.perf_counter()
+        model, enc = self.model, self.enc
+        ids = list(invariant_ids) if invariant_ids else list(INVARIANTS)
+        invs = [INVARIANTS[i] for i in ids]
+        report = Report(self.cfg, depth, [s.name for s in self.seeds],
+                        state_vars=len(model.layout.vars), actions=len(model.actions))
+
+        def settle(inv: Invariant, trace: Trace, n: int) -> None:
+            report.verdicts[inv.id] = Verdict(inv.id, "violated", n,
+                                              time.perf_counter() - t0, trace)
+
+        # depth 0: the seeds themselves
+        pending: list[Invariant] = []
+        for inv in invs:
+            bad = [sd for sd in self.seeds
+                   if inv.kind != "step" and not eval_concrete(inv, model, None, None, sd.state)]
+            if bad:
+                settle(inv, Trace(self.cfg, bad[0], []), 0)
+            else:
+                pending.append(inv)
+
+        solver = z3.SolverFor(SOLVER_LOGIC)
+        states = [enc.state_vars(0)]
+        solver.add(z3.Or(*[enc.equals(states[0], sd.state) for sd in self.seeds]))
+        acts: list[Any] = []
+        for t in range(1, depth + 1):
+            if progress:
+                progress("depth", t, report.verdicts)
+            if not pending or (stop_on_violation and report.verdicts):
+                break
+            states.append(enc.state_vars(t))
+            acts.append(enc.act_var(t - 1))
+            solver.add(enc.step(states[t - 1], acts[t - 1], states[t]))
+            while pending and not (stop_on_violation and report.verdicts):
+                props = {inv.id: self.at_step(inv, states[t - 1], acts[t - 1], states[t])
+                         for inv in pending}
+                solver.push()
+                solver.add(z3.Or(*[z3.Not(p) for p in props.values()]))
+                res = solver.check()
+                if res == z3.unsat:
+                    solver.pop()
+                    for p in props.values():
+                        solver.add(p)
+                    break
+                if res != z3.sat:
+                    solver.pop()
+                    raise RuntimeError(f"Z3 answered {res} at depth {t}")
+                m = solver.model()
+                trace = self._extract(m, states, acts, t)
+                solver.pop()
+                broken = [inv for inv in pending if z3.is_false(
+                    m.eval(props[inv.id], model_completion=True))]
+                if not broken:
+                    raise AgreementError("Z3 reported a violation but no property is false")
+                for inv in broken:
+                    at = first_violation(inv, model, trace)
+                    if at != t:
+                        raise AgreementError(
+                            f"{inv.id}: Z3 counterexample of length {t} fails concretely "
+                            f"at step {at}")
+                    settle(inv, trace, t)
+                pending = [inv for inv in pending if inv not in broken]
+        reached = len(acts)
+        for inv in pending:
+            report.verdicts[inv.id] = Verdict(inv.id, "holds" if reached == depth else "unknown",
+                                              reached, time.perf_counter() - t0)
+        report.verdicts = {i: report.verdicts[i] for i in ids}
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _extract(self, m: z3.ModelRef, states: list[dict[str, Any]], acts: list[Any],
+                 t: int) -> Trace:
+        model, enc = self.model, self.enc
+        s0 = enc.read_state(m, states[0])
+        seed = next((sd for sd in self.seeds if sd.state == s0), None)
+        if seed is None:
+            raise AgreementError("counterexample does not start at a seed state")
+        steps: list[Step] = []
+        cur = s0
+        for i in range(t):
+            a = m.eval(acts[i], model_completion=True).as_long()
+            nxt = apply(model, a, cur)
+            want = enc.read_state(m, states[i + 1])
+            if nxt is None:
+                raise AgreementError(f"step {i + 1}: {model.actions[a].label} is enabled in "
+                                     "Z3 but not in the concrete semantics")
+            if nxt != want:
+                diff = {k: (nxt[k], want[k]) for k in nxt if nxt[k] != want[k]}
+                raise AgreementError(f"step {i + 1}: {model.actions[a].label} gives "
+                                     f"different states (concrete, z3): {diff}")
+            steps.append(Step(a, nxt))
+            cur = nxt
+        return Trace(self.cfg, seed, steps)
+
+
+def _run_one(args: tuple[Config, str, int, list[str] | None, bool]) -> Report:
+    cfg, seed, depth, ids, stop = args
+    return Checker(cfg, [seed]).run(ids, depth, None, stop)
+
+
+def verify(cfg: Config, depth: int, invariant_ids: list[str] | None = None,
+           progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
+           seeds: list[str] | None = None, stop_on_violation: bool = False,
+           workers: int | None = None) -> Report:
+    """Check every seed separately (in parallel worker processes) and merge the results.
+
+    Seeds are independent starting points, so the shortest counterexample overall is the
+    shortest one found from any seed; an invariant holds to `depth` only if it holds from
+    every seed. Separate queries per seed are much easier for Z3 than one query over the
+    union of the seeds.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    t0 = time.perf_counter()
+    names = seeds or list(_seed_names())
+    ids = list(invariant_ids) if invariant_ids else list(INVARIANTS)
+    n = workers or min(2, os.cpu_count() or 1)
+    tasks = [(cfg, name, depth, ids, stop_on_violation) for name in names]
+    parts: dict[str, Report] = {}
+    if n <= 1 or len(tasks) == 1:
+        for tk in tasks:
+            parts[tk[1]] = _run_one(tk)
+            if progress:
+                progress("seed", len(parts), {})
+    else:
+        with ProcessPoolExecutor(max_workers=n) as ex:
+            futs = {ex.submit(_run_one, tk): tk[1] for tk in tasks}
+            for f in as_completed(futs):
+                parts[futs[f]] = f.result()
+                if progress:
+                    progress("seed", len(parts), {})
+    model = model_for(cfg)
+    merged = Report(cfg, depth, names, state_vars=len(model.layout.vars),
+                    actions=len(model.actions))
+    for inv in ids:
+        found = [parts[nm].verdicts[inv] for nm in names
+                 if parts[nm].verdicts[inv].status == "violated"]
+        if found:
+            merged.verdicts[inv] = min(found, key=lambda v: v.depth)
+        else:
+            reached = min(parts[nm].verdicts[inv].depth for nm in names)
+            status = "holds" if reached == depth else "unknown"
+            merged.verdicts[inv] = Verdict(inv, status, reached,
+                                           max(parts[nm].seconds for nm in names))
+    merged.seconds = time.perf_counter() - t0
+    return merged
+
+
+def _seed_names() -> list[str]:
+    from .seeds import SEEDS
+
+    return list(SEEDS)

@@ -1,0 +1,113 @@
+"""Seed states: where bounded checking starts.
+
+Bounded model checking explores every path of up to N steps from each seed. Every seed is
+itself reachable: it is defined as a sequence of actions from the fresh instance, replayed
+through the concrete step function whenever it is used (with the checked revision and defects
+switched on), so a counterexample found from a seed extends to one from the very beginning,
+and trace files record that prefix. Starting from several seeds lets short bounds reach the
+interesting situations (a running instance, a migration under way) that take a dozen routine
+steps to set up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .actions import Model
+from .step import State, apply
+
+
+def _start(saga: int, vmm: int) -> list[str]:
+    nodes = ["ALLOC_SERVER", "CREATE_VMM_RECORD", "MARK_AS_STARTING", "DPD_ENSURE",
+             "ENSURE_REGISTERED", "ADD_VIRTUAL_RESOURCES", "ENSURE_RUNNING"]
+    return [f"user.instance_start(saga={saga}, vmm={vmm})"] + [
+        f"instance-start.{n}(saga={saga}, outcome=ok)" for n in nodes]
+
+
+CREATE = ["instance-create.MOVE_TO_STOPPED(outcome=ok)"]
+RUN = _start(0, 0) + ["sled-agent.vmm_transition(vmm=0, to=RUNNING)",
+                      "sled-agent.deliver_report(vmm=0, keep=0, update=none)"]
+MIGRATE = ["user.instance_migrate(saga=0)"] + [
+    f"instance-migrate.{n}(saga=0, outcome=ok)"
+    for n in ("RESERVE_RESOURCES", "CREATE_VMM_RECORD", "CREATE_MIGRATION_RECORD",
+              "SET_MIGRATION_IDS", "ENSURE_DESTINATION_PROPOLIS", "INSTANCE_MIGRATE")
+] + ["sled-agent.deliver_report(vmm=1, keep=0, update=none)",
+     "sled-agent.deliver_report(vmm=0, keep=0, update=none)"]
+
+STARTING = _start(0, 0)[:6]  # through ENSURE_REGISTERED; the charge comes next
+UNWOUND_MIGRATION = ["user.instance_migrate(saga=0)"] + [
+    f"instance-migrate.{n}(saga=0, outcome=ok)"
+    for n in ("RESERVE_RESOURCES", "CREATE_VMM_RECORD", "CREATE_MIGRATION_RECORD",
+              "SET_MIGRATION_IDS")
+] + ["instance-migrate.ENSURE_DESTINATION_PROPOLIS(saga=0, outcome=fail)",
+       "unwind:instance-migrate(saga=0)"]
+VMM_GONE = ["sled-agent.vmm_transition(vmm=0, to=DESTROYED)",
+            "sled-agent.deliver_report(vmm=0, keep=0, update=started)"]
+
+SEEDS: dict[str, tuple[str, list[str]]] = {
+    "fresh": ("right after CREATE_INSTANCE_RECORD: Creating, create saga pending", []),
+    "stopped": ("created and stopped (NoVmm), no VMM yet", CREATE),
+    "running": ("started: VMM 0 Running, charged, reserved, network on VMM 0", CREATE + RUN),
+    "migrating": ("running, and a migration to VMM 1 in progress on both sleds",
+                  CREATE + RUN + MIGRATE),
+    "starting": ("a start saga has registered VMM 0 and is about to charge provisioning",
+                 CREATE + STARTING),
+    "stopping": ("running VMM 0 was destroyed; the report reached Nexus and started an "
+                 "update saga", CREATE + RUN + VMM_GONE),
+    "migration-unwound": ("running, after a migrate saga failed and unwound, leaving its ids, "
+                          "a SagaUnwound target and a Failed/Failed migration",
+                          CREATE + RUN + UNWOUND_MIGRATION),
+}
+
+
+class SeedError(RuntimeError):
+    pass
+
+
+@dataclass
+class Seed:
+    name: str
+    description: str
+    prefix: list[str]
+    state: State
+
+
+def _unwind(model: Model, s: State, saga: str, seed: str) -> State:
+    """Run the undo actions of one saga (e.g. `instance-migrate(saga=0)`) until it is idle."""
+    kind, _, rest = saga.partition("(")
+    slot = int(rest.rstrip(")").split("=")[1])
+    for _ in range(32):
+        nxt = None
+        for i, a in enumerate(model.actions):
+            if a.name.startswith(kind + ".") and a.arg("saga") == slot and \
+                    a.arg("outcome") == "undo":
+                nxt = apply(model, i, s)
+                if nxt is not None:
+                    break
+        if nxt is None:
+            return s
+        s = nxt
+    raise SeedError(f"seed {seed!r}: {saga} did not finish unwinding")
+
+
+def seed_states(model: Model, names: list[str] | None = None) -> list[Seed]:
+    out = []
+    for name, (desc, labels) in SEEDS.items():
+        if names is not None and name not in names:
+            continue
+        s = model.layout.fresh_state()
+        for lab in labels:
+            if lab.startswith("unwind:"):
+                s = _unwind(model, s, lab.removeprefix("unwind:"), name)
+                continue
+            try:
+                i = model.action_index(lab)
+            except KeyError as e:
+                raise SeedError(f"seed {name!r}: {e}") from None
+            t = apply(model, i, s)
+            if t is None:
+                raise SeedError(f"seed {name!r}: action {lab} is not enabled "
+                                f"({model.cfg.describe()})")
+            s = t
+        out.append(Seed(name, desc, labels, s))
+    return out

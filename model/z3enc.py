@@ -1,0 +1,113 @@
+"""The Z3 transition relation T(s, a, s'), built from the same action definitions as the
+concrete step function.
+
+Every action is run once on symbolic template variables; its guard and effect terms are kept.
+One step of the relation says: the chosen action number `a` is one whose guard holds, and
+every variable takes the value that action gives it (or keeps its value). Steps of a path
+are copies of the template with fresh variables, made by substitution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from .actions import Model
+from .expr import WIDTH, Z3, Ctx, Val, lift
+from .state import Layout
+
+ACT_BITS = 10
+
+
+def mk_var(layout: Layout, name: str, suffix: str) -> z3.ExprRef:
+    if layout.kind(name) == "bool":
+        return z3.Bool(f"{name}{suffix}")
+    return z3.BitVec(f"{name}{suffix}", WIDTH)
+
+
+def to_z3(layout: Layout, name: str, value: int | bool) -> z3.ExprRef:
+    if layout.kind(name) == "bool":
+        return z3.BoolVal(bool(value))
+    return z3.BitVecVal(int(value), WIDTH)
+
+
+def from_z3(layout: Layout, name: str, value: z3.ExprRef) -> int | bool:
+    kind = layout.kind(name)
+    if kind == "bool":
+        return z3.is_true(value)
+    if kind == "counter":
+        return value.as_signed_long()  # type: ignore[no-any-return, attr-defined]
+    return value.as_long()  # type: ignore[no-any-return, attr-defined]
+
+
+@dataclass
+class StepVars:
+    """The variables of one state of a path."""
+
+    state: dict[str, z3.ExprRef]
+
+
+class Encoding:
+    """Guards, effects and the one-step relation of a model, over template variables."""
+
+    def __init__(self, model: Model) -> None:
+        if len(model.actions) >= 1 << ACT_BITS:
+            raise ValueError("too many actions for the action selector")
+        self.model = model
+        layout = model.layout
+        self.layout = layout
+        self.cur = {n: mk_var(layout, n, "") for n in layout.names}
+        self.nxt = {n: mk_var(layout, n, "'") for n in layout.names}
+        self.act = z3.BitVec("act", ACT_BITS)
+        self.guards: list[z3.BoolRef] = []
+        self.guard_parts: list[list[tuple[str, Val]]] = []
+        self.effects: list[dict[str, Val]] = []
+        for a in model.actions:
+            ctx = Ctx(Z3, self.cur, layout.sizes)
+            a.fn(ctx)
+            self.guard_parts.append(list(zip(ctx.labels, ctx.guards, strict=True)))
+            g = Z3.And(*ctx.guards)
+            self.guards.append(z3.simplify(lift(g)))
+            eff = {}
+            for n, v in ctx.effects().items():
+                v = z3.simplify(lift(v))
+                if not v.eq(self.cur[n]):
+                    eff[n] = v
+            self.effects.append(eff)
+        self.relation = self._relation()
+
+    def _relation(self) -> z3.BoolRef:
+        parts = [z3.ULT(self.act, len(self.guards))]
+        parts += [z3.Implies(self.act == i, g) for i, g in enumerate(self.guards)]
+        writers: dict[str, list[int]] = {n: [] for n in self.layout.names}
+        for i, eff in enumerate(self.effects):
+            for n in eff:
+                writers[n].append(i)
+        for n in self.layout.names:
+            rhs: z3.ExprRef = self.cur[n]
+            for i in reversed(writers[n]):
+                rhs = z3.If(self.act == i, self.effects[i][n], rhs)
+            parts.append(self.nxt[n] == rhs)
+        return z3.And(*parts)
+
+    # ------------------------------------------------------------------ paths
+    def state_vars(self, t: int) -> dict[str, z3.ExprRef]:
+        return {n: mk_var(self.layout, n, f"@{t}") for n in self.layout.names}
+
+    def act_var(self, t: int) -> z3.BitVecRef:
+        return z3.BitVec(f"act@{t}", ACT_BITS)
+
+    def step(self, pre: dict[str, z3.ExprRef], act: z3.ExprRef,
+             post: dict[str, z3.ExprRef]) -> z3.BoolRef:
+        pairs = [(self.cur[n], pre[n]) for n in self.layout.names]
+        pairs += [(self.nxt[n], post[n]) for n in self.layout.names]
+        pairs.append((self.act, act))
+        return z3.substitute(self.relation, *pairs)
+
+    def equals(self, vars: dict[str, z3.ExprRef], state: dict[str, int | bool]) -> z3.BoolRef:
+        return z3.And(*[vars[n] == to_z3(self.layout, n, state[n]) for n in self.layout.names])
+
+    def read_state(self, m: z3.ModelRef, vars: dict[str, z3.ExprRef]) -> dict[str, int | bool]:
+        return {n: from_z3(self.layout, n, m.eval(vars[n], model_completion=True))
+                for n in self.layout.names}
