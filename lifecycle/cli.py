@@ -15,7 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Verify, implement and test the instance / VMM / migration / updater-lock lifecycle.",
 )
-console = Console()
+# wide enough for counterexample tables when the output is a file or a pipe
+console = Console(width=None if Console().is_terminal else 200)
 err = Console(stderr=True)
 
 
@@ -37,6 +38,11 @@ def verify(
     junit_path: Path = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
     trace_dir: Path = typer.Option(Path("out/traces"), "--trace-dir",
                                    help="Where counterexample traces (ITF) are written."),
+    first: bool = typer.Option(False, "--first",
+                               help="Stop each seed's search at its first counterexample."),
+    unbounded: bool = typer.Option(False, "--unbounded",
+                                   help="Also try to prove invariants for every depth by "
+                                        "induction (Houdini)."),
 ) -> None:
     """Check every invariant by bounded model checking and print the verdicts.
 
@@ -55,7 +61,8 @@ def verify(
             raise UsageError(f"--depth must be between 1 and 40, got {d}")
     except UsageError as e:
         raise _usage(e) from None
-    raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console))
+    raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console,
+                                 first, unbounded))
 
 
 @app.command()
@@ -84,12 +91,11 @@ def invariants() -> None:
 @app.command()
 def replay(trace: Path = typer.Argument(..., help="An ITF trace file written by verify.")) -> None:
     """Re-run a trace file on the model and re-check its invariant at every step."""
+    from lifecycle.verify_cmd import print_counterexample
     from model.bmc import Step, Trace, Verdict, first_violation
     from model.invariants import INVARIANTS
     from model.seeds import Seed
     from model.trace import TraceError, load_itf
-
-    from lifecycle.verify_cmd import print_counterexample
 
     try:
         lt = load_itf(trace)

@@ -24,7 +24,7 @@ from model.invariants import INVARIANTS
 from model.state import Config
 from model.trace import MODEL_REVISION, changed_fields, write_itf
 
-DEFAULT_DEPTH = 6
+DEFAULT_DEPTH = 8
 
 
 @dataclass
@@ -32,6 +32,7 @@ class RevisionResult:
     report: Report
     findings: dict[str, Finding]
     trace_files: dict[str, Path]
+    proved: list[str] | None = None  # proven for every depth by induction (--unbounded)
 
     def status(self, inv: str) -> str:
         v = self.report.verdicts[inv]
@@ -42,32 +43,6 @@ class RevisionResult:
     @property
     def unexpected(self) -> list[str]:
         return [i for i in self.report.verdicts if self.status(i) == "violated"]
-
-
-def trace_labels(trace: Trace) -> list[str]:
-    model = model_for(trace.cfg)
-    return list(trace.seed.prefix) + [model.actions[s.action].label for s in trace.steps]
-
-
-def full_states(trace: Trace) -> list[dict[str, Any]]:
-    """Fresh state, then the seed prefix replayed, then the counterexample's states."""
-    from model.step import apply
-
-    model = model_for(trace.cfg)
-    s = model.layout.fresh_state()
-    out = [s]
-    for lab in trace.seed.prefix:
-        if lab.startswith("unwind:"):
-            from model.seeds import _unwind
-
-            s = _unwind(model, s, lab.removeprefix("unwind:"), trace.seed.name)
-            out.append(s)
-            continue
-        t = apply(model, model.action_index(lab), s)
-        assert t is not None
-        s = t
-        out.append(s)
-    return out + [st.state for st in trace.steps]
 
 
 def expanded_prefix(trace: Trace) -> list[str]:
@@ -121,7 +96,8 @@ def write_trace(trace: Trace, inv: str, depth: int, out_dir: Path) -> Path:
 
 def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                invariants: list[str] | None, trace_dir: Path, console: Console,
-               stop_on_violation: bool = False) -> dict[str, RevisionResult]:
+               stop_on_violation: bool = False,
+               unbounded: bool = False) -> dict[str, RevisionResult]:
     results: dict[str, RevisionResult] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"),
@@ -146,7 +122,14 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
             for inv, v in report.verdicts.items():
                 if v.trace is not None:
                     files[inv] = write_trace(v.trace, inv, v.depth, trace_dir)
-            results[rev] = RevisionResult(report, findings, files)
+            proved = None
+            if unbounded:
+                from model.induction import houdini
+
+                progress.update(task, description=f"{rev}: induction (unbounded)")
+                ind = houdini(cfg, ids)
+                proved = [i for i in ind.proved if report.verdicts[i].status == "holds"]
+            results[rev] = RevisionResult(report, findings, files, proved)
     return results
 
 
@@ -165,6 +148,8 @@ def print_results(results: dict[str, RevisionResult], console: Console, total: f
         t.add_column("verdict", no_wrap=True)
         t.add_column("depth", justify="right")
         t.add_column("time", justify="right")
+        if rr.proved is not None:
+            t.add_column("unbounded", no_wrap=True)
         t.add_column("note")
         for inv, v in r.verdicts.items():
             st = rr.status(inv)
@@ -176,7 +161,10 @@ def print_results(results: dict[str, RevisionResult], console: Console, total: f
                 note = f"trace: {rr.trace_files.get(inv, '')}"
             elif st == "holds":
                 note = INVARIANTS[inv].source
-            t.add_row(inv, f"[{STYLE[st]}]{st}[/]", str(v.depth), f"{v.seconds:.1f}s", note)
+            cells = [inv, f"[{STYLE[st]}]{st}[/]", str(v.depth), f"{v.seconds:.1f}s"]
+            if rr.proved is not None:
+                cells.append("[green]proved[/]" if inv in rr.proved else "")
+            t.add_row(*cells, note)
         console.print(t)
         stale = sorted({f.id for i, f in rr.findings.items()
                         if i in r.verdicts and r.verdicts[i].status == "holds"})
@@ -251,7 +239,8 @@ def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
                                "finding": rr.findings[inv].id if inv in rr.findings
                                and v.status == "violated" else None,
                                "trace": str(rr.trace_files[inv]) if inv in rr.trace_files
-                               else None}
+                               else None,
+                               "unbounded": None if rr.proved is None else inv in rr.proved}
                          for inv, v in r.verdicts.items()},
         }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,9 +249,11 @@ def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
 
 def verify_main(revisions: list[str], mutants: tuple[str, ...], depth: int,
                 invariants: list[str] | None, json_path: Path | None, junit_path: Path | None,
-                trace_dir: Path, console: Console) -> int:
+                trace_dir: Path, console: Console, first: bool = False,
+                unbounded: bool = False) -> int:
     t0 = time.perf_counter()
-    results = run_verify(revisions, mutants, depth, invariants, trace_dir, console)
+    results = run_verify(revisions, mutants, depth, invariants, trace_dir, console, first,
+                         unbounded)
     total = time.perf_counter() - t0
     print_results(results, console, total)
     if json_path:

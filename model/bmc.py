@@ -30,7 +30,6 @@ from .state import Config
 from .step import State, apply
 from .z3enc import Encoding
 
-
 SOLVER_LOGIC = "QF_BV"
 
 

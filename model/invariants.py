@@ -27,6 +27,7 @@ from .saga import Action
 from .sled_agent import LIVE
 from .state import FWD, IDLE, NONE, UNWIND, Config
 from .updater_lock import instance_deleted
+from .updates_required import updates_required
 from .vocab import MIGRATION_TERMINAL
 from .vocab import ExternalState as X
 from .vocab import InstanceState as I
@@ -46,6 +47,13 @@ class ActView:
         if not self.ops.symbolic:
             return self.index in ids
         return self.ops.Or(*[self.index == i for i in ids])
+
+    def by_saga(self, kind: str, slot: int) -> Val:
+        """Any node or undo action of saga `kind` in slot `slot`."""
+        def pred(a: Action) -> bool:
+            return a.name.startswith(kind + ".") and a.arg("saga") == slot
+
+        return self.where(pred)
 
     def named(self, *names: str, **args: int | str) -> Val:
         def pred(a: Action) -> bool:
@@ -276,15 +284,13 @@ def _lock_holder_acts(pre: Ctx, act: ActView, cfg: Config) -> Val:
     for p in range(cfg.update_parents):
         tok = ops.And(pre["i_updater"] == pre[f"up_lid.{p}"],
                       pre["i_ugen"] == pre[f"up_lgen.{p}"])
-        mine.append(ops.And(act.where(lambda a, p=p: a.name.startswith("start-instance-update")
-                                      and a.arg("saga") == p), tok))
+        mine.append(ops.And(act.by_saga("start-instance-update", p), tok))
     for c in range(cfg.update_children):
         tok = ops.And(pre["i_updater"] == pre[f"uc_lid.{c}"],
                       pre["i_ugen"] == pre[f"uc_lgen.{c}"])
         parent_tok = ops.And(pre["i_updater"] == pre[f"uc_plid.{c}"],
                              pre["i_ugen"] == pre[f"uc_plgen.{c}"])
-        mine.append(ops.And(act.where(lambda a, c=c: a.name.startswith("instance-update.")
-                                      and a.arg("saga") == c), tok))
+        mine.append(ops.And(act.by_saga("instance-update", c), tok))
         mine.append(ops.And(act.named("instance-update.BECOME_UPDATER", saga=c), parent_tok))
     return ops.Or(*mine)
 
@@ -439,7 +445,7 @@ def _i25(s: Ctx, cfg: Config, model: Model) -> Val:
             continue
         if a.arg("outcome") in ("crash", "undo-crash"):
             crash_of[(a.name, a.arg("saga"))] = i
-    for i, a in enumerate(model.actions):
+    for a in model.actions:
         oc = a.arg("outcome")
         if oc not in ("ok", "undo") or (a.name, a.arg("saga")) not in crash_of:
             continue
@@ -539,18 +545,18 @@ def _p2(s: Ctx, cfg: Config, model: Model) -> Val:
 
 @_inv("active_vms_have_resources", "An instance whose active VMM is alive holds its "
       "provisioning charge and the VMM's sled reservation, unless its start saga has not "
-      "charged yet (ActiveVmsHaveResources).", "§4.2; §6.16-17", source="PlusCal")
+      "charged yet or the recorded state already obliges an update saga to drop that VMM "
+      "(ActiveVmsHaveResources).", "§4.2; §4.6 On Unwinding; §6.16-17", source="PlusCal")
 def _p3(s: Ctx, cfg: Config, model: Model) -> Val:
     ops = s.ops
     a = s["i_active"]
     alive = ops.And(present(s, a), ops.In(s.at("v_state", a),
                                           (V.CREATING, *LIVE)))
-    # an update saga that holds the lock and drops the active VMM releases the charge just
-    # before its commit unlinks the VMM
-    dropping = ops.Or(*[ops.And(child_in_cs(s, model, c), s[f"uc_deprov.{c}"],
-                                s["i_updater"] == s[f"uc_lid.{c}"],
-                                s["i_ugen"] == s[f"uc_lgen.{c}"])
-                        for c in range(cfg.update_children)])
+    # An update saga releases the charge just before its commit unlinks the VMM; if the
+    # commit then fails, the saga unwinds without restoring it (SPEC §4.6 "On Unwinding") and
+    # a later saga redoes the work. Either way the database already says the VMM goes.
+    u = updates_required(s, cfg)
+    dropping = ops.And(u.required, u.deprovision)
     return ops.Implies(ops.And(alive, ops.Not(start_saga_owes_charge(s, cfg, a))),
                        ops.And(ops.Or(s["prov_row"], dropping), s.at("v_res", a, False)))
 

@@ -20,7 +20,7 @@ from .actions import Model, model_for
 from .saga import Action
 from .state import Config
 from .step import State, apply
-from .vocab import MUTANTS, REVISIONS, UsageError
+from .vocab import MUTANTS, REVISIONS
 
 FORMAT_DESCRIPTION = ("ITF (Apalache ADR-015) with Quint MBT fields mbt::actionTaken and "
                       "mbt::nondetPicks; see docs/trace-format.md")

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/lifecycle verify
+.venv/bin/lifecycle verify --unbounded
 .venv/bin/lifecycle demo

@@ -11,11 +11,10 @@ import pytest
 import z3
 
 from model.actions import model_for
+from model.sampling import random_reachable_states
 from model.state import Config
 from model.step import successors
 from model.z3enc import Encoding
-
-from model.sampling import random_reachable_states
 
 
 def z3_successors(enc: Encoding, s: dict) -> set[tuple[int, tuple]]:

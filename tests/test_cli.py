@@ -76,3 +76,15 @@ def test_replay_rejects_a_tampered_step(tmp_path: Path) -> None:
     f.write_text(json.dumps(doc))
     r = runner.invoke(app, ["replay", str(f)])
     assert r.exit_code == 2 and "does not give the recorded state" in r.output
+
+
+def test_unbounded_proves_some_invariants_for_every_depth(tmp_path: Path) -> None:
+    js = tmp_path / "r.json"
+    r = runner.invoke(app, ["verify", "-r", "rfd486", "-d", "1", "--unbounded", "--json",
+                            str(js), "-i", "counter_matches_rows", "-i", "no_leaked_lock",
+                            "--trace-dir", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    v = json.loads(js.read_text())["revisions"]["rfd486"]["verdicts"]
+    assert v["counter_matches_rows"]["unbounded"] is True
+    # not inductive on its own: needs companions Houdini cannot find alone
+    assert v["no_leaked_lock"]["unbounded"] is False

@@ -1,0 +1,76 @@
+"""Every named defect is caught by the checker, at a pinned depth, by a pinned invariant.
+
+The checker is run with the defect switched on and judges only invariants without a known
+finding on that revision; the test pins the length of the shortest counterexample (steps
+after its seed) and one invariant it breaks. Depth 0 means the seed state itself breaks the
+invariant under the defect (the trace file still carries the prefix from the fresh instance).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from model.bmc import verify
+from model.findings import findings_for
+from model.invariants import INVARIANTS
+from model.state import Config
+
+# (revision, mutant) -> (depth of the shortest counterexample, an invariant it breaks)
+CAUGHT = {
+    ("baseline", "no-updater-lock"): (1, "snapshot_read_under_lock"),
+    ("baseline", "lock-in-runtime-state"): (6, "updater_lock_not_stolen"),
+    ("baseline", "commit-ignores-generation"): (6, "commit_only_if_unchanged"),
+    ("baseline", "unlock-ignores-holder"): (6, "updater_lock_not_stolen"),
+    ("baseline", "start-unwind-clears-unconditionally"): (5, "unwinding_sagas_clear_only_their_own"),
+    ("baseline", "migrate-unwind-clears-ids"): (7, "only_update_clears_ids"),
+    ("baseline", "release-not-idempotent"): (3, "replay_is_idempotent"),
+    ("baseline", "reports-ignore-generation"): (3, "reports_apply_monotonically"),
+    ("baseline", "clear-ids-on-source-completed"): (7, "ids_cleared_only_after_target_completed"),
+    ("baseline", "delete-vmm-before-commit"): (5, "no_dangling_vmm_refs"),
+    ("baseline", "no-background-updater"): (0, "update_never_silently_lost"),
+    ("rfd486", "no-updater-lock"): (1, "snapshot_read_under_lock"),
+    ("rfd486", "lock-in-runtime-state"): (6, "updater_lock_not_stolen"),
+    ("rfd486", "commit-ignores-generation"): (8, "active_vms_have_resources"),
+    ("rfd486", "unlock-ignores-holder"): (6, "updater_lock_not_stolen"),
+    ("rfd486", "start-unwind-clears-unconditionally"): (5, "unwinding_sagas_clear_only_their_own"),
+    ("rfd486", "migrate-unwind-clears-ids"): (7, "only_update_clears_ids"),
+    ("rfd486", "release-not-idempotent"): (3, "replay_is_idempotent"),
+    ("rfd486", "reports-ignore-generation"): (3, "reports_apply_monotonically"),
+    ("rfd486", "clear-ids-on-source-completed"): (7, "ids_cleared_only_after_target_completed"),
+    ("rfd486", "delete-vmm-before-commit"): (5, "no_dangling_vmm_refs"),
+    ("rfd486", "no-background-updater"): (0, "update_never_silently_lost"),
+}
+
+
+def caught(revision: str, mutant: str, depth: int) -> tuple[int, set[str]]:
+    ids = [i for i in INVARIANTS if i not in findings_for(revision)]
+    report = verify(Config(revision=revision, mutants=(mutant,)), depth, ids,
+                    stop_on_violation=True)
+    hits = {i: v.depth for i, v in report.verdicts.items() if v.status == "violated"}
+    assert hits, f"{mutant} not caught on {revision} within depth {depth}"
+    best = min(hits.values())
+    return best, {i for i, d in hits.items() if d == best}
+
+
+def test_every_mutant_and_revision_is_pinned() -> None:
+    from model.vocab import MUTANTS
+
+    assert {m for _, m in CAUGHT} == set(MUTANTS)
+    assert len(CAUGHT) == 2 * len(MUTANTS)
+
+
+@pytest.mark.parametrize("revision,mutant", [k for k, v in CAUGHT.items() if v[0] <= 3])
+def test_shallow_mutants_are_caught(revision: str, mutant: str) -> None:
+    depth, inv = CAUGHT[(revision, mutant)]
+    best, invs = caught(revision, mutant, depth)
+    assert best == depth
+    assert inv in invs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("revision,mutant", [k for k, v in CAUGHT.items() if v[0] > 3])
+def test_deep_mutants_are_caught(revision: str, mutant: str) -> None:
+    depth, inv = CAUGHT[(revision, mutant)]
+    best, invs = caught(revision, mutant, depth)
+    assert best == depth
+    assert inv in invs
