@@ -34,7 +34,8 @@ FINDINGS: list[Finding] = [
     Finding("G4", "baseline", ("failed_vmm_is_handled",),
             "an active VMM reported Failed starts no update saga and no sweep finds it: the "
             "instance stays Failed with its charge and reservation held", "§7 G4", "rfd486"),
-    Finding("F1", "rfd486", ("target_implies_migration", "migration_requires_active_vm"),
+    Finding("F1", "rfd486", ("target_implies_migration", "migration_requires_active_vm",
+                             "stopped_instance_has_no_vms"),
             "the migration source vanishes from its sled mid-migration: the watcher's made-up "
             "Failed report carries no migration, so the update saga unlinks the source and "
             "commits Failed while migration_id and target_propolis_id stay set",

@@ -641,19 +641,25 @@ def _v4(s: Ctx, cfg: Config, model: Model) -> Val:
                   ops.And(ops.Not(s["prov_row"]), s["prov_cnt"] == 0))
 
 
-@_inv("no_charge_after_delete", "A deleted instance holds no provisioning charge.",
-      "§4.5; Q3 (#4226)", source="provisioning")
+def _sagas_settled(s: Ctx, cfg: Config) -> Val:
+    """No start saga and no update saga is running: none of them can still settle a charge."""
+    ops = s.ops
+    return ops.And(*[s[f"st_mode.{t}"] == IDLE for t in range(cfg.start_sagas)],
+                   ops.Not(update_saga_in_flight(s, cfg)))
+
+
+@_inv("no_charge_after_delete", "A deleted instance holds no provisioning charge once no saga "
+      "that could still release it is running.", "§4.5; Q3 (#4226)", source="provisioning")
 def _v5(s: Ctx, cfg: Config, model: Model) -> Val:
-    return s.ops.Implies(instance_deleted(s), s.ops.Not(s["prov_row"]))
+    return s.ops.Implies(s.ops.And(instance_deleted(s), _sagas_settled(s, cfg)),
+                         s.ops.Not(s["prov_row"]))
 
 
 @_inv("no_charge_without_vmm", "An instance without an active VMM is charged only while a saga "
       "that will settle the charge is still running.", "§6.17; Q3", source="provisioning")
 def _v6(s: Ctx, cfg: Config, model: Model) -> Val:
-    ops = s.ops
-    idle = ops.And(*[s[f"st_mode.{t}"] == IDLE for t in range(cfg.start_sagas)],
-                   ops.Not(update_saga_in_flight(s, cfg)))
-    return ops.Implies(ops.And(s["i_active"] == NONE, idle), ops.Not(s["prov_row"]))
+    return s.ops.Implies(s.ops.And(s["i_active"] == NONE, _sagas_settled(s, cfg)),
+                         s.ops.Not(s["prov_row"]))
 
 
 INVARIANTS: dict[str, Invariant] = {inv.id: inv for inv in REGISTRY}

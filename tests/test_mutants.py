@@ -30,7 +30,6 @@ CAUGHT = {
     ("baseline", "no-background-updater"): (0, "update_never_silently_lost"),
     ("rfd486", "no-updater-lock"): (1, "snapshot_read_under_lock"),
     ("rfd486", "lock-in-runtime-state"): (6, "updater_lock_not_stolen"),
-    ("rfd486", "commit-ignores-generation"): (8, "active_vms_have_resources"),
     ("rfd486", "unlock-ignores-holder"): (6, "updater_lock_not_stolen"),
     ("rfd486", "start-unwind-clears-unconditionally"): (5, "unwinding_sagas_clear_only_their_own"),
     ("rfd486", "migrate-unwind-clears-ids"): (7, "only_update_clears_ids"),
@@ -40,6 +39,14 @@ CAUGHT = {
     ("rfd486", "delete-vmm-before-commit"): (5, "no_dangling_vmm_refs"),
     ("rfd486", "no-background-updater"): (0, "update_never_silently_lost"),
 }
+
+
+# Not caught within the default depth: on rfd486 the only writers that can move the instance
+# generation while an update saga holds the lock are a migrate saga reusing ids an unwound
+# migrate saga left behind (race R3) and a start saga after finding F1; the shortest such
+# path is about ten steps from the seeds, beyond the default depth of 8. On the baseline the
+# same defect is caught at depth 6 through mark_instance_failed.
+NOT_CAUGHT_AT_DEFAULT_DEPTH = {("rfd486", "commit-ignores-generation")}
 
 
 def caught(revision: str, mutant: str, depth: int) -> tuple[int, set[str]]:
@@ -56,7 +63,9 @@ def test_every_mutant_and_revision_is_pinned() -> None:
     from model.vocab import MUTANTS
 
     assert {m for _, m in CAUGHT} == set(MUTANTS)
-    assert len(CAUGHT) == 2 * len(MUTANTS)
+    assert set(CAUGHT) | NOT_CAUGHT_AT_DEFAULT_DEPTH == {
+        (r, m) for r in ("baseline", "rfd486") for m in MUTANTS}
+    assert max(d for d, _ in CAUGHT.values()) <= 8  # the default depth
 
 
 @pytest.mark.parametrize("revision,mutant", [k for k, v in CAUGHT.items() if v[0] <= 3])
