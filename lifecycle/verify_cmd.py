@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from model.actions import model_for
-from model.bmc import Report, Trace, Verdict, verify
+from model.bmc import Report, Trace, Verdict
 from model.display import decode
 from model.findings import Finding, findings_for
 from model.invariants import INVARIANTS
@@ -98,26 +98,27 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                invariants: list[str] | None, trace_dir: Path, console: Console,
                stop_on_violation: bool = False,
                unbounded: bool = False) -> dict[str, RevisionResult]:
+    from model.bmc import verify_many
+    from model.seeds import SEEDS
+
     results: dict[str, RevisionResult] = {}
+    jobs: list[tuple[Config, list[str] | None]] = []
+    for rev in revisions:
+        ids = invariants or list(INVARIANTS)
+        if mutants:  # a finding's invariant cannot tell whether a mutant is caught
+            ids = [i for i in ids if i not in findings_for(rev)]
+        jobs.append((Config(revision=rev, mutants=mutants), ids))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                  TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        for rev in revisions:
-            cfg = Config(revision=rev, mutants=mutants)
-            findings = findings_for(rev)
-            ids = invariants or list(INVARIANTS)
-            if mutants:  # a finding's invariant cannot tell whether a mutant is caught
-                ids = [i for i in ids if i not in findings]
-            from model.seeds import SEEDS
+        tasks = {cfg.revision: progress.add_task(f"{cfg.revision}: depth {depth}",
+                                                 total=len(SEEDS)) for cfg, _ in jobs}
 
-            task = progress.add_task(f"{rev}: seeds checked to depth {depth}",
-                                     total=len(SEEDS), note="")
+        def cb(cfg: Config, done: int) -> None:
+            progress.update(tasks[cfg.revision], completed=done)
 
-            def cb(kind: str, t: int, verdicts: dict[str, Verdict], task: Any = task) -> None:
-                progress.update(task, completed=t)
-
-            report = verify(cfg, depth, ids, progress=cb, stop_on_violation=stop_on_violation)
+        reports = verify_many(jobs, depth, cb, stop_on_violation=stop_on_violation)
+        for (cfg, job_ids), report in zip(jobs, reports, strict=True):
             files: dict[str, Path] = {}
             for inv, v in report.verdicts.items():
                 if v.trace is not None:
@@ -126,10 +127,12 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
             if unbounded:
                 from model.induction import houdini
 
-                progress.update(task, description=f"{rev}: induction (unbounded)")
-                ind = houdini(cfg, ids)
+                progress.update(tasks[cfg.revision],
+                                description=f"{cfg.revision}: induction (unbounded)")
+                ind = houdini(cfg, job_ids)
                 proved = [i for i in ind.proved if report.verdicts[i].status == "holds"]
-            results[rev] = RevisionResult(report, findings, files, proved)
+            results[cfg.revision] = RevisionResult(report, findings_for(cfg.revision), files,
+                                                   proved)
     return results
 
 

@@ -227,52 +227,73 @@ def _run_one(args: tuple[Config, str, int, list[str] | None, bool]) -> Report:
     return Checker(cfg, [seed]).run(ids, depth, None, stop)
 
 
-def verify(cfg: Config, depth: int, invariant_ids: list[str] | None = None,
-           progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
-           seeds: list[str] | None = None, stop_on_violation: bool = False,
-           workers: int | None = None) -> Report:
-    """Check every seed separately (in parallel worker processes) and merge the results.
+# seeds whose queries take longest go first, so two workers finish together
+COST_ORDER = ["migrating", "running", "migration-unwound", "stopping", "starting", "stopped",
+              "fresh"]
+
+
+def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
+                progress: Callable[[Config, int], None] | None = None,
+                seeds: list[str] | None = None, stop_on_violation: bool = False,
+                workers: int | None = None) -> list[Report]:
+    """Check several configurations; every (configuration, seed) pair is one Z3 query.
 
     Seeds are independent starting points, so the shortest counterexample overall is the
-    shortest one found from any seed; an invariant holds to `depth` only if it holds from
-    every seed. Separate queries per seed are much easier for Z3 than one query over the
-    union of the seeds.
+    shortest one found from any seed, and an invariant holds to `depth` only if it holds from
+    every seed. One query per seed is much easier for Z3 than one over the union of the seeds,
+    and the queries run in parallel worker processes.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     t0 = time.perf_counter()
     names = seeds or list(_seed_names())
-    ids = list(invariant_ids) if invariant_ids else list(INVARIANTS)
+    order = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else 99)
+    full = [(cfg, list(ids) if ids else list(INVARIANTS)) for cfg, ids in jobs]
+    tasks = [(j, (cfg, name, depth, ids, stop_on_violation))
+             for name in order for j, (cfg, ids) in enumerate(full)]
+    parts: dict[tuple[int, str], Report] = {}
     n = workers or min(2, os.cpu_count() or 1)
-    tasks = [(cfg, name, depth, ids, stop_on_violation) for name in names]
-    parts: dict[str, Report] = {}
     if n <= 1 or len(tasks) == 1:
-        for tk in tasks:
-            parts[tk[1]] = _run_one(tk)
+        for j, tk in tasks:
+            parts[(j, tk[1])] = _run_one(tk)
             if progress:
-                progress("seed", len(parts), {})
+                progress(full[j][0], sum(1 for k in parts if k[0] == j))
     else:
         with ProcessPoolExecutor(max_workers=n) as ex:
-            futs = {ex.submit(_run_one, tk): tk[1] for tk in tasks}
+            futs = {ex.submit(_run_one, tk): (j, tk[1]) for j, tk in tasks}
             for f in as_completed(futs):
                 parts[futs[f]] = f.result()
+                j = futs[f][0]
                 if progress:
-                    progress("seed", len(parts), {})
-    model = model_for(cfg)
-    merged = Report(cfg, depth, names, state_vars=len(model.layout.vars),
-                    actions=len(model.actions))
-    for inv in ids:
-        found = [parts[nm].verdicts[inv] for nm in names
-                 if parts[nm].verdicts[inv].status == "violated"]
-        if found:
-            merged.verdicts[inv] = min(found, key=lambda v: v.depth)
-        else:
-            reached = min(parts[nm].verdicts[inv].depth for nm in names)
-            status = "holds" if reached == depth else "unknown"
-            merged.verdicts[inv] = Verdict(inv, status, reached,
-                                           max(parts[nm].seconds for nm in names))
-    merged.seconds = time.perf_counter() - t0
-    return merged
+                    progress(full[j][0], sum(1 for k in parts if k[0] == j))
+    out = []
+    for j, (cfg, ids) in enumerate(full):
+        model = model_for(cfg)
+        merged = Report(cfg, depth, names, state_vars=len(model.layout.vars),
+                        actions=len(model.actions))
+        for inv in ids:
+            found = [parts[(j, nm)].verdicts[inv] for nm in names
+                     if parts[(j, nm)].verdicts[inv].status == "violated"]
+            if found:
+                merged.verdicts[inv] = min(found, key=lambda v: v.depth)
+            else:
+                reached = min(parts[(j, nm)].verdicts[inv].depth for nm in names)
+                status = "holds" if reached == depth else "unknown"
+                merged.verdicts[inv] = Verdict(inv, status, reached,
+                                               max(parts[(j, nm)].seconds for nm in names))
+        merged.seconds = time.perf_counter() - t0
+        out.append(merged)
+    return out
+
+
+def verify(cfg: Config, depth: int, invariant_ids: list[str] | None = None,
+           progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
+           seeds: list[str] | None = None, stop_on_violation: bool = False,
+           workers: int | None = None) -> Report:
+    """Check one configuration (see `verify_many`)."""
+    cb = None if progress is None else (lambda c, k: progress("seed", k, {}))
+    return verify_many([(cfg, invariant_ids)], depth, cb, seeds, stop_on_violation,
+                       workers)[0]
 
 
 def _seed_names() -> list[str]:

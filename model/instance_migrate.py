@@ -99,15 +99,7 @@ def build_migrate_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
 
     def ensure_destination(ctx: Ctx, s: int) -> Val:
         """ENSURE_DESTINATION_PROPOLIS: register the target VMM with the migration id."""
-        from .notify_instance_updated import vmm_and_migration_update_runtime
-
-        k = f(ctx, "vmm", s)
-        ok = instance_ensure_registered(ctx, cfg, k, f(ctx, "mig", s))
-        for j in range(cfg.vmms):
-            with ctx.when(ctx.ops.And(ok, k == j)):
-                vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
-                                                 ctx[f"sa_gen.{j}"])
-        return ok
+        return instance_ensure_registered(ctx, cfg, f(ctx, "vmm", s), f(ctx, "mig", s))
 
     def unregister_destination(ctx: Ctx, s: int) -> None:
         instance_ensure_unregistered(ctx, f(ctx, "vmm", s))

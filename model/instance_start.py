@@ -100,15 +100,7 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
 
     def ensure_registered(ctx: Ctx, s: int) -> Val:
         """ENSURE_REGISTERED: register with the sled; the returned state is applied."""
-        from .notify_instance_updated import vmm_and_migration_update_runtime
-
-        k = vmm(ctx, s)
-        ok = instance_ensure_registered(ctx, cfg, k, NONE)
-        for j in range(cfg.vmms):
-            with ctx.when(ctx.ops.And(ok, k == j)):
-                vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
-                                                 ctx[f"sa_gen.{j}"])
-        return ok
+        return instance_ensure_registered(ctx, cfg, vmm(ctx, s), NONE)
 
     def unregister(ctx: Ctx, s: int) -> None:
         """`instance_ensure_unregistered`."""

@@ -12,7 +12,7 @@ never report `Stopped` (Propolis Stopped maps to Stopping), so the model never p
 from __future__ import annotations
 
 from .expr import Ctx, Val
-from .notify_instance_updated import notify_instance_updated
+from .notify_instance_updated import notify_instance_updated, vmm_and_migration_update_runtime
 from .saga import Action
 from .state import NONE, Config
 from .vocab import MigrationState as M
@@ -72,6 +72,10 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
             ctx.set_at("sa_mtgt_st", m_in, M.PENDING)
             ctx.set_at("sa_mtgt_gen", m_in, 1)
     ok = ops.And(ctx.at("sa_state", k) != V.GONE, ctx.at("sa_state", k) != V.ABSENT)
+    for j in range(cfg.vmms):  # the returned state goes through notify_instance_updated
+        with ctx.when(ops.And(ok, k == j)):
+            vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
+                                             ctx[f"sa_gen.{j}"])
     return ok
 
 
