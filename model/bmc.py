@@ -14,6 +14,7 @@ fail on them. A mismatch is an internal error, never a verdict.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -126,7 +127,12 @@ class Checker:
 
     def run(self, invariant_ids: list[str] | None, depth: int,
             progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
-            stop_on_violation: bool = False) -> Report:
+            stop_on_violation: bool = False,
+            best: Callable[[], int] | None = None,
+            found: Callable[[int], None] | None = None) -> Report:
+        """Check the seeds of this checker to `depth`. With `stop_on_violation`, stop at the
+        first counterexample, and also before any depth beyond `best()` (the shortest
+        counterexample another seed already found); `found(t)` reports one found here."""
         t0 = time.perf_counter()
         model, enc = self.model, self.enc
         ids = list(invariant_ids) if invariant_ids else list(INVARIANTS)
@@ -157,6 +163,8 @@ class Checker:
                 progress("depth", t, report.verdicts)
             if not pending or (stop_on_violation and report.verdicts):
                 break
+            if stop_on_violation and best is not None and t > best():
+                break  # another seed already has a counterexample at least this short
             states.append(enc.state_vars(t))
             acts.append(enc.act_var(t - 1))
             solver.add(enc.step(states[t - 1], acts[t - 1], states[t]))
@@ -189,6 +197,8 @@ class Checker:
                             f"at step {at}")
                     settle(inv, trace, t)
                 pending = [inv for inv in pending if inv not in broken]
+                if found is not None:
+                    found(t)
         reached = len(acts)
         for inv in pending:
             report.verdicts[inv.id] = Verdict(inv.id, "holds" if reached == depth else "unknown",
@@ -222,9 +232,27 @@ class Checker:
         return Trace(self.cfg, seed, steps)
 
 
-def _run_one(args: tuple[Config, str, int, list[str] | None, bool]) -> Report:
-    cfg, seed, depth, ids, stop = args
-    return Checker(cfg, [seed]).run(ids, depth, None, stop)
+_SHARED_BEST: Any = None  # per job: the shortest counterexample found so far (worker global)
+
+
+def _init_worker(shared: Any) -> None:
+    global _SHARED_BEST
+    _SHARED_BEST = shared
+
+
+def _run_one(args: tuple[int, Config, str, int, list[str] | None, bool]) -> Report:
+    job, cfg, seed, depth, ids, stop = args
+    shared = _SHARED_BEST
+
+    def best() -> int:
+        return int(shared[job]) if shared is not None else depth
+
+    def found(t: int) -> None:
+        if shared is not None:
+            with shared.get_lock():
+                shared[job] = min(int(shared[job]), t)
+
+    return Checker(cfg, [seed]).run(ids, depth, None, stop, best, found)
 
 
 # seeds whose queries take longest go first, so two workers finish together
@@ -249,18 +277,22 @@ def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
     names = seeds or list(_seed_names())
     order = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else 99)
     full = [(cfg, list(ids) if ids else list(INVARIANTS)) for cfg, ids in jobs]
-    tasks = [(j, (cfg, name, depth, ids, stop_on_violation))
+    tasks = [(j, (j, cfg, name, depth, ids, stop_on_violation))
              for name in order for j, (cfg, ids) in enumerate(full)]
     parts: dict[tuple[int, str], Report] = {}
     n = workers or min(2, os.cpu_count() or 1)
+    shared = multiprocessing.Array("i", [depth] * len(full))
     if n <= 1 or len(tasks) == 1:
+        _init_worker(shared)
         for j, tk in tasks:
-            parts[(j, tk[1])] = _run_one(tk)
+            parts[(j, tk[2])] = _run_one(tk)
             if progress:
                 progress(full[j][0], sum(1 for k in parts if k[0] == j))
+        _init_worker(None)
     else:
-        with ProcessPoolExecutor(max_workers=n) as ex:
-            futs = {ex.submit(_run_one, tk): (j, tk[1]) for j, tk in tasks}
+        with ProcessPoolExecutor(max_workers=n, initializer=_init_worker,
+                                 initargs=(shared,)) as ex:
+            futs = {ex.submit(_run_one, tk): (j, tk[2]) for j, tk in tasks}
             for f in as_completed(futs):
                 parts[futs[f]] = f.result()
                 j = futs[f][0]
