@@ -7,6 +7,13 @@ breaks; those are recorded and the query is repeated without them. When the quer
 unsatisfiable, every remaining property holds at this depth on every path, and is asserted
 as a known fact for the deeper queries (sound: it was just proven for all paths).
 
+Paths are reduced by partial-order reduction (`Encoding.order`): two consecutive steps
+whose actions are independent (neither writes a variable the other reads or writes) must
+come in increasing action order, except for the last step of the path. Reordering
+independent neighbours changes neither a path's length nor its end state, so every state
+reachable in t steps is still the end of some path of length t, and the free last step
+still sees every transition out of it; shortest counterexamples stay shortest.
+
 Every counterexample is replayed through the concrete step function before it is reported:
 the states Z3 found must be the states the action definitions compute, and the property must
 fail on them. A mismatch is an internal error, never a verdict.
@@ -19,6 +26,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import z3
@@ -29,7 +37,7 @@ from .invariants import INVARIANTS, ActView, Invariant
 from .seeds import Seed, seed_states
 from .state import Config
 from .step import State, apply
-from .z3enc import Encoding
+from .z3enc import Encoding, Substitution
 
 SOLVER_LOGIC = "QF_BV"
 
@@ -96,15 +104,24 @@ def first_violation(inv: Invariant, model: Model, trace: Trace) -> int | None:
     return None
 
 
+@lru_cache(maxsize=8)
+def encoding_for(cfg: Config) -> Encoding:
+    """One encoding per configuration and process: worker processes check many seeds."""
+    return Encoding(model_for(cfg))
+
+
+_TEMPLATES: dict[Config, dict[str, z3.BoolRef]] = {}
+
+
 class Checker:
     """Holds the encoding of one configuration and answers bounded queries."""
 
     def __init__(self, cfg: Config, seeds: list[str] | None = None) -> None:
         self.cfg = cfg
         self.model = model_for(cfg)
-        self.enc = Encoding(self.model)
+        self.enc = encoding_for(cfg)
         self.seeds = seed_states(self.model, seeds)
-        self._templates: dict[str, z3.BoolRef] = {}
+        self._templates = _TEMPLATES.setdefault(cfg, {})
 
     def template(self, inv: Invariant) -> z3.BoolRef:
         """The property over the encoding's template variables (cur, act, nxt)."""
@@ -119,11 +136,9 @@ class Checker:
         return self._templates[inv.id]
 
     def at_step(self, inv: Invariant, pre: dict[str, Any], act: Any,
-                post: dict[str, Any]) -> z3.BoolRef:
-        pairs = [(self.enc.cur[n], pre[n]) for n in self.model.layout.names]
-        pairs += [(self.enc.nxt[n], post[n]) for n in self.model.layout.names]
-        pairs.append((self.enc.act, act))
-        return z3.substitute(self.template(inv), *pairs)
+                post: dict[str, Any], renaming: Substitution | None = None) -> z3.BoolRef:
+        r = renaming or self.enc.renaming(pre, act, post)
+        return r(self.template(inv))  # type: ignore[return-value]
 
     def run(self, invariant_ids: list[str] | None, depth: int,
             progress: Callable[[str, int, dict[str, Verdict]], None] | None = None,
@@ -167,10 +182,16 @@ class Checker:
                 break  # another seed already has a counterexample at least this short
             states.append(enc.state_vars(t))
             acts.append(enc.act_var(t - 1))
-            solver.add(enc.step(states[t - 1], acts[t - 1], states[t]))
-            while pending and not (stop_on_violation and report.verdicts):
-                props = {inv.id: self.at_step(inv, states[t - 1], acts[t - 1], states[t])
+            ren = enc.renaming(states[t - 1], acts[t - 1], states[t])
+            solver.add(enc.step(states[t - 1], acts[t - 1], states[t], ren))
+            if t >= 3:
+                # the last step stays free, so step properties see every transition out of
+                # every state reachable in t - 1 steps
+                solver.add(enc.order(acts[t - 3], acts[t - 2]))
+            all_props = {inv.id: self.at_step(inv, states[t - 1], acts[t - 1], states[t], ren)
                          for inv in pending}
+            while pending and not (stop_on_violation and report.verdicts):
+                props = {inv.id: all_props[inv.id] for inv in pending}
                 solver.push()
                 solver.add(z3.Or(*[z3.Not(p) for p in props.values()]))
                 res = solver.check()
