@@ -33,8 +33,10 @@ def _apply_side(ctx: Ctx, cfg: Config, k: Val, m: Val, side: str) -> tuple[Val, 
 
 
 def vmm_and_migration_update_runtime(ctx: Ctx, cfg: Config, k: int, state: Val,
-                                     gen: Val) -> Val:
-    """Apply a report about VMM `k` in one transaction; return `update_saga_needed`."""
+                                     gen: Val, migrations: bool = True) -> Val:
+    """Apply a report about VMM `k` in one transaction; return `update_saga_needed`.
+    Without `migrations` the report carries no migration sides (the watcher's made-up
+    report for a vanished VMM, SPEC §4.9)."""
     ops = ctx.ops
     newer: Val = True if cfg.has("reports-ignore-generation") else ops.ult(ctx.at("v_gen", k),
                                                                            gen)
@@ -43,20 +45,23 @@ def vmm_and_migration_update_runtime(ctx: Ctx, cfg: Config, k: int, state: Val,
     with ctx.when(vmm_updated):
         ctx.set(f"v_state.{k}", state)
         ctx.set(f"v_gen.{k}", gen)
+    vmm_needed = ops.And(vmm_updated, ops.In(state, update_terminal_states(cfg.revision)))
+    if not migrations:
+        return vmm_needed
     in_upd, in_st = _apply_side(ctx, cfg, k, ctx[f"sa_min.{k}"], "tgt")
     out_upd, out_st = _apply_side(ctx, cfg, k, ctx[f"sa_mout.{k}"], "src")
     return ops.Or(
-        ops.And(vmm_updated, ops.In(state, update_terminal_states(cfg.revision))),
+        vmm_needed,
         ops.And(in_upd, ops.In(in_st, MIGRATION_TERMINAL)),
         ops.And(out_upd, ops.In(out_st, MIGRATION_TERMINAL)),
     )
 
 
 def notify_instance_updated(ctx: Ctx, cfg: Config, k: int, state: Val, gen: Val,
-                            spawn: bool) -> None:
+                            spawn: bool, migrations: bool = True) -> None:
     """The whole §4.1 path. With `spawn` the Nexus starts an update saga; without it, it
     starts none (no saga was needed, or the Nexus crashed before starting it)."""
-    needed = vmm_and_migration_update_runtime(ctx, cfg, k, state, gen)
+    needed = vmm_and_migration_update_runtime(ctx, cfg, k, state, gen, migrations)
     if spawn:
         ctx.require(needed, "update_saga_needed")
         spawn_update_saga(ctx, cfg)
