@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from impl.datastore.records import VmmRecord
+
 if TYPE_CHECKING:
     from impl.nexus.nexus import Nexus
 
@@ -15,10 +17,10 @@ NAME = "abandoned_vmm_reaper"
 
 
 def activate(nexus: Nexus) -> list[str]:
-    ds = nexus.datastore
-    reaped = []
-    for vmm in ds.vmm_list_abandoned():
-        ds.sled_reservation_delete(vmm.id)
-        if ds.vmm_mark_deleted(vmm.id):
-            reaped.append(vmm.id)
-    return reaped
+    return [vmm.id for vmm in nexus.datastore.vmm_list_abandoned() if reap_vmm(nexus, vmm)]
+
+
+def reap_vmm(nexus: Nexus, vmm: VmmRecord) -> bool:
+    """One VMM of the sweep: delete its sled reservation, then soft-delete it."""
+    nexus.datastore.sled_reservation_delete(vmm.id)
+    return nexus.datastore.vmm_mark_deleted(vmm.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from impl.datastore.records import VmmRuntime, now
+from impl.datastore.records import VmmRecord, VmmRuntime, now
 from impl.errors import SledNoSuchInstance, SledUnavailable
 from impl.sled_agent.report import SledVmmState
 from model.vocab import VmmState
@@ -22,22 +22,27 @@ NAME = "instance_watcher"
 
 
 def activate(nexus: Nexus) -> Counter[str]:
-    ds = nexus.datastore
     stats: Counter[str] = Counter()
-    for vmm in ds.vmm_list_for_watcher():
-        try:
-            rep = nexus.sled_call(vmm.sled_id, "instance_get_state", vmm.id)
-        except SledNoSuchInstance:
-            stats["no_such_instance"] += 1
-            if ds.revision != "rfd486":
-                continue
-            rep = SledVmmState(vmm.instance_id, vmm.id, VmmRuntime(VmmState.FAILED, vmm.state_generation + 1, now()))
-        except SledUnavailable:
-            stats["unreachable"] += 1
-            continue
-        try:
-            nexus.notify_instance_updated(rep)
-            stats["ok"] += 1
-        except Exception:  # noqa: BLE001 - recorded only, as the task does
-            stats["notify_error"] += 1
+    for vmm in nexus.datastore.vmm_list_for_watcher():
+        poll_vmm(nexus, vmm, stats)
     return stats
+
+
+def poll_vmm(nexus: Nexus, vmm: VmmRecord, stats: Counter[str]) -> None:
+    """One VMM of the sweep: pull its state and feed it to `notify_instance_updated`."""
+    ds = nexus.datastore
+    try:
+        rep = nexus.sled_call(vmm.sled_id, "instance_get_state", vmm.id)
+    except SledNoSuchInstance:
+        stats["no_such_instance"] += 1
+        if ds.revision != "rfd486":
+            return
+        rep = SledVmmState(vmm.instance_id, vmm.id, VmmRuntime(VmmState.FAILED, vmm.state_generation + 1, now()))
+    except SledUnavailable:
+        stats["unreachable"] += 1
+        return
+    try:
+        nexus.notify_instance_updated(rep)
+        stats["ok"] += 1
+    except Exception:  # noqa: BLE001 - recorded only, as the task does
+        stats["notify_error"] += 1

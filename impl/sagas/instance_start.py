@@ -28,7 +28,9 @@ def generate_propolis_id(ctx: SagaContext) -> str:
 
 
 def alloc_server(ctx: SagaContext) -> str:
-    inst = ctx.datastore.instance_fetch(_iid(ctx), include_deleted=False)
+    # SPEC §4.2 node 2 does not look at the instance: its size comes from the saga's
+    # parameters in omicron, so a soft-deleted row still serves (conformance replay).
+    inst = ctx.datastore.instance_fetch(_iid(ctx), include_deleted=True)
     if inst is None:
         raise NotFound(f"instance {_iid(ctx)} not found")
     return ctx.datastore.sled_reservation_create(ctx.lookup("propolis_id"), inst.ncpus, inst.memory)
@@ -159,7 +161,9 @@ def undo_ensure_registered(ctx: SagaContext) -> None:
 
 
 def add_virtual_resources(ctx: SagaContext) -> bool:
-    inst = ctx.datastore.instance_fetch(_iid(ctx), include_deleted=False)
+    # The charge (SPEC §1.4 `VPC-query`) is keyed by instance id and checks no instance
+    # state; the size comes from the saga's parameters in omicron.
+    inst = ctx.datastore.instance_fetch(_iid(ctx), include_deleted=True)
     if inst is None:
         raise NotFound(f"instance {_iid(ctx)} not found")
     return ctx.datastore.virtual_provisioning_collection_insert_instance(inst.id, inst.ncpus, inst.memory)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from impl.datastore.records import UpdaterLock
-from impl.errors import AlreadyLocked, InternalError
+from impl.errors import AlreadyLocked, InternalError, NotFound
 from impl.executor.context import SagaContext
 from impl.executor.dag import AwaitSaga, Node, SagaResult
 from impl.sagas import instance_update
@@ -51,10 +51,13 @@ def fetch_state_and_start_real_saga(ctx: SagaContext) -> Any:
     orig_lock = UpdaterLock.from_json(out)
     ds = ctx.datastore
     snap = ds.instance_fetch_all(_iid(ctx))
-    update = None if snap is None else updates_required(snap, ds.revision, ds.config.mutants)
+    if snap is None:
+        # `instance_fetch_all` of a deleted instance is ObjectNotFound: the node fails and the
+        # saga unwinds (SPEC §4.6 node 3; found by conformance replay).
+        raise NotFound(f"instance {_iid(ctx)} not found")
+    update = updates_required(snap, ds.revision, ds.config.mutants)
     if update is None:
-        if snap is not None:
-            ds.instance_updater_unlock(_iid(ctx), orig_lock)
+        ds.instance_updater_unlock(_iid(ctx), orig_lock)
         return None
     try:
         child = ctx.nexus.start_saga(

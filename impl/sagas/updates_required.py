@@ -98,8 +98,9 @@ def updates_required(
         )
         network = {"kind": "delete"}
         deprovision = {"project_id": inst.project_id, "ncpus": inst.ncpus, "memory": inst.memory}
-    else:
-        nexus_state = InstanceState.VMM
+    # Otherwise nexus_state stays what it was (SPEC §4.6): for a Failed instance whose
+    # migration completed, the commit then breaks the CHECK constraint and fails, as in
+    # omicron and the model (found by conformance replay).
     if not update_required:
         return None
     new = InstanceRuntime(

@@ -1,0 +1,94 @@
+"""Benchmark of conformance replay: model steps replayed (and compared) per second.
+
+Generates a baseline suite (seeded), then replays every trace on SQLite (in-memory) and, when
+reachable, PostgreSQL (LIFECYCLE_PG_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test),
+and prints steps per second with and without the per-trace set-up (schema creation). Usage:
+`.venv/bin/python bench/conformance.py [--walks 120] [--seed 0] [--pg-traces 10]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from conformance.generate import generate_suite, write_suite  # noqa: E402
+from conformance.replay import Replayer  # noqa: E402
+from impl.testing import unique_schema  # noqa: E402
+from model.state import Config  # noqa: E402
+from model.trace import LoadedTrace, load_itf  # noqa: E402
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def replay_all(traces: list[tuple[str, LoadedTrace]], url: str, pg: bool) -> tuple[int, float, float]:
+    """Returns (steps, wall seconds including set-up, seconds spent in steps only)."""
+    steps, wall, stepping = 0, 0.0, 0.0
+    for path, tr in traces:
+        t0 = time.perf_counter()
+        r = Replayer(tr, path, url, unique_schema("lc_bench") if pg else None)
+        try:
+            t1 = time.perf_counter()
+            if r._setup(tr.states[0]) is not None:
+                raise SystemExit(f"{path}: mismatch at set-up")
+            for i, label in enumerate(tr.labels, start=1):
+                mm = r.step(i, label, tr.states[i - 1], tr.states[i])
+                if mm is not None:
+                    raise SystemExit(f"{path}: {mm.render()}")
+            t2 = time.perf_counter()
+        finally:
+            r.ctrl.close(drop_schema=True)
+        steps += len(tr.labels)
+        wall += time.perf_counter() - t0
+        stepping += t2 - t1
+    return steps, wall, stepping
+
+
+def pg_reachable(url: str) -> bool:
+    try:
+        with create_engine(url).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "skip PostgreSQL"
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--walks", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pg-traces", type=int, default=10, help="traces replayed on PostgreSQL")
+    args = ap.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory() as d:
+        paths = write_suite(generate_suite(Config(), seed=args.seed, walks=args.walks), Path(d),
+                            args.seed)
+        traces = [(str(p), load_itf(p)) for p in paths]
+    t = Table(title=f"conformance replay, baseline suite: {len(traces)} traces")
+    for col in ("engine", "traces", "steps", "steps/s (steps only)", "steps/s (with set-up)"):
+        t.add_column(col)
+    steps, wall, stepping = replay_all(traces, "sqlite://", pg=False)
+    t.add_row("sqlite (memory)", str(len(traces)), str(steps), f"{steps / stepping:.0f}",
+              f"{steps / wall:.0f}")
+    url = os.environ.get("LIFECYCLE_PG_URL") or DEFAULT_PG
+    if pg_reachable(url):
+        sub = traces[: args.pg_traces]
+        steps, wall, stepping = replay_all(sub, url, pg=True)
+        t.add_row("postgresql", str(len(sub)), str(steps), f"{steps / stepping:.0f}",
+                  f"{steps / wall:.0f}")
+    else:
+        t.add_row("postgresql", "-", "-", "unreachable", "-")
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()

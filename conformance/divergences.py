@@ -1,0 +1,175 @@
+"""Known differences between the model and the implementation, each judged against the SPEC.
+
+A divergence names a (state, action) situation in which the model and the implementation
+legitimately or knowingly differ. Trace generation avoids these steps, so the suite replays
+cleanly; replay tags a mismatch at such a step with the divergence's name. Each entry says
+which side the SPEC backs. docs/conformance.md lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from model.saga import Action
+from model.state import IDLE, NONE
+from model.step import State
+from model.vocab import MIGRATION_TERMINAL, InstanceState, VmmState
+
+
+@dataclass(frozen=True)
+class Divergence:
+    name: str
+    summary: str
+    spec_backs: str  # "impl", "model" or "neither"
+    applies: Callable[[Action, State], bool]
+
+
+def _watcher_on_deleted_instance(a: Action, s: State) -> bool:
+    return a.name.startswith("instance-watcher.") and s["i_state"] == InstanceState.DESTROYED
+
+
+def _delete_with_active_vmm(a: Action, s: State) -> bool:
+    return a.name == "user.instance_delete" and s["i_active"] != NONE
+
+
+def _answer_needs_update(a: Action, s: State) -> bool:
+    """Stop/reboot whose sled answer carries a migration side that newly ends."""
+    if a.name not in ("user.instance_stop", "user.instance_reboot") or a.arg("sled") != "ok":
+        return False
+    k = int(a.arg("vmm") or 0)
+    for side, ref in (("tgt", "sa_min"), ("src", "sa_mout")):
+        m = int(s[f"{ref}.{k}"])
+        if m == NONE:
+            continue
+        if (int(s[f"sa_m{side}_st.{m}"]) in MIGRATION_TERMINAL
+                and int(s[f"m_{side}_gen.{m}"]) < int(s[f"sa_m{side}_gen.{m}"])
+                and int(s[f"m_{side}.{m}"]) == k and not s[f"m_del.{m}"]):
+            return True
+    return False
+
+
+def _set_ids_again(a: Action, s: State) -> bool:
+    if a.name != "instance-migrate.SET_MIGRATION_IDS" or a.arg("outcome") == "fail":
+        return False
+    g = int(a.arg("saga") or 0)
+    return s["i_mig"] == s[f"mg_mig.{g}"] and s["i_target"] == s[f"mg_vmm.{g}"]
+
+
+def _pool_full(s: State, prefix: str) -> bool:
+    return all(int(v) != IDLE for k, v in s.items() if k.startswith(f"{prefix}_mode."))
+
+
+def _saga_pool_exhausted(a: Action, s: State) -> bool:
+    if a.arg("outcome") == "fail":
+        return False
+    if a.name == "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA":
+        return _pool_full(s, "uc")
+    if a.name == "instance-update.COMMIT_INSTANCE_UPDATES":
+        return _pool_full(s, "up")
+    return False
+
+
+def _register_answer_needs_update(a: Action, s: State) -> bool:
+    """Re-registration whose answer shows the VMM ended (newer than the database)."""
+    if a.arg("outcome") not in ("ok", "crash"):
+        return False
+    g = int(a.arg("saga") or 0)
+    if a.name == "instance-start.ENSURE_REGISTERED":
+        k = int(s[f"st_vmm.{g}"])
+    elif a.name == "instance-migrate.ENSURE_DESTINATION_PROPOLIS":
+        k = int(s[f"mg_vmm.{g}"])
+    else:
+        return False
+    if k == NONE:
+        return False
+    ended = (VmmState.DESTROYED, VmmState.FAILED)
+    return int(s[f"sa_state.{k}"]) in ended and int(s[f"sa_gen.{k}"]) > int(s[f"v_gen.{k}"])
+
+
+REPORTING = ("sled-agent.deliver_report", "instance-watcher.poll", "user.instance_stop",
+             "user.instance_reboot")
+
+
+def _report_names_deleted_migration(a: Action, s: State) -> bool:
+    if a.name in REPORTING:
+        k = int(a.arg("vmm") or 0)
+    elif a.name == "instance-start.ENSURE_REGISTERED":
+        k = int(s[f"st_vmm.{int(a.arg('saga') or 0)}"])
+    elif a.name == "instance-migrate.ENSURE_DESTINATION_PROPOLIS":
+        k = int(s[f"mg_vmm.{int(a.arg('saga') or 0)}"])
+    else:
+        return False
+    if k == NONE:
+        return False
+    for side, ref in (("tgt", "sa_min"), ("src", "sa_mout")):
+        m = int(s[f"{ref}.{k}"])
+        if m != NONE and s[f"m_del.{m}"] and int(s[f"sa_m{side}_st.{m}"]) != 0:
+            return True
+    return False
+
+
+DIVERGENCES: tuple[Divergence, ...] = (
+    Divergence(
+        "watcher-polls-deleted-instance",
+        "the model's instance-watcher polls the VMMs of a deleted instance; SPEC §4.9 joins "
+        "with the non-deleted instance, and so does the implementation",
+        "impl",
+        _watcher_on_deleted_instance,
+    ),
+    Divergence(
+        "delete-api-precheck",
+        "the implementation's delete API refuses (400) an instance that still has an active "
+        "VMM (docs/decisions-impl.md); the model starts the saga, whose "
+        "INSTANCE_DELETE_NAT runs before INSTANCE_DELETE_RECORD fails. SPEC §4.5 does not "
+        "say whether the API checks first",
+        "neither",
+        _delete_with_active_vmm,
+    ),
+    Divergence(
+        "request-state-answer-starts-update",
+        "stop/reboot pass the sled's answer to notify_instance_updated (SPEC §4.3 step 3), "
+        "which starts an update saga when a migration side in it ends (§4.1); the model "
+        "applies the answer but never starts the saga",
+        "impl",
+        _answer_needs_update,
+    ),
+    Divergence(
+        "register-answer-starts-update",
+        "a re-executed ENSURE_REGISTERED / ENSURE_DESTINATION_PROPOLIS whose sled answer says "
+        "the VMM ended: the answer goes through notify_instance_updated (SPEC §4.2 node 8), "
+        "which starts an update saga; the model applies the answer but starts none",
+        "impl",
+        _register_answer_needs_update,
+    ),
+    Divergence(
+        "set-migration-ids-bumps-again",
+        "re-executing SET_MIGRATION_IDS when the ids are already ours: SPEC §4.4 alternative "
+        "(b) matches and the SET still bumps state_generation (the implementation); the model "
+        "changes nothing",
+        "impl",
+        _set_ids_again,
+    ),
+    Divergence(
+        "report-names-deleted-migration",
+        "a report whose migration side names a soft-deleted migration row: SPEC §4.1 step 1 "
+        "makes that an error (Gone) and the transaction writes nothing, as the "
+        "implementation does; the model skips the side and applies the rest "
+        "(docs/decisions.md, Reports)",
+        "impl",
+        _report_names_deleted_migration,
+    ),
+    Divergence(
+        "saga-pool-exhausted",
+        "a bound of the model: with every instance-update (start-instance-update) slot taken, "
+        "FETCH_STATE_AND_START_REAL_SAGA fails (the chaining commit starts nothing); the "
+        "implementation has no such bound and starts the saga",
+        "neither",
+        _saga_pool_exhausted,
+    ),
+)
+
+
+def divergence_at(a: Action, s: State) -> Divergence | None:
+    """The known divergence that taking `a` in state `s` runs into, if any."""
+    return next((d for d in DIVERGENCES if d.applies(a, s)), None)

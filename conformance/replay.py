@@ -1,0 +1,450 @@
+"""Replay of model traces against the implementation, step by step (issue 4, part 2).
+
+A `Replayer` drives one `impl.controller.Controller` through the actions of one ITF trace and,
+after every step, compares the model's observed variables with the abstraction of the
+database (`conformance/refinement.py`). The first difference ends the replay with a
+`Mismatch`: the step, the action, a field diff and the command that reruns it.
+
+How model actions become controller calls (docs/conformance.md has the full table):
+
+* `user.*` are API calls on the replica `nexus-api`; a refusal where the model proceeds is a
+  mismatch.
+* A saga node action runs the implementation nodes of the model node's group
+  (`conformance/nodes.py`) with the outcome mapped: `ok` -> OK, `crash` -> CRASH_AFTER on the
+  group's last node followed by recovery of the replica, `fail` -> FAIL_BEFORE, `ambiguous` ->
+  FAIL_AFTER, `undo` -> OK, `undo-crash` -> CRASH_AFTER then recovery. Nodes the model leaves
+  out, and a parent's collection of its finished child, run with OK as soon as they are
+  runnable.
+* Each model saga slot runs on its own replica (`nx-st0`, `nx-up1`, ...): the replay moves
+  every new saga there, so a crash outcome, which crashes a whole replica in the
+  implementation, stops only that saga, as in the model. `nexus.crash_and_recover(nexus=n)`
+  crashes and recovers the replicas of the parent update-saga slots model replica n owns.
+* Sled-agent events change only the environment (`conformance/sled.py`); report deliveries
+  push the model's in-flight report through `cpapi_instances_put`; `update=none` makes the
+  saga start fail, as when Nexus dies between the database write and the saga start.
+* Background tasks run for the one record the model action names (`poll_vmm`, `reap_vmm`);
+  the task's own query must list that record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from impl.background import abandoned_vmm_reaper, instance_watcher
+from impl.controller import Controller
+from impl.datastore import schema
+from impl.datastore.records import MigrationRuntime, VmmRuntime, now
+from impl.errors import ApiError, NexusCrashed
+from impl.executor.dag import Outcome
+from impl.nexus.nexus import Nexus
+from impl.sled_agent.report import SledVmmState
+from model.actions import Model, model_for
+from model.saga import Action
+from model.state import IDLE, NONE
+from model.step import State
+from model.trace import LoadedTrace
+from model.vocab import MigrationState, VmmState
+
+from .divergences import divergence_at
+from .nodes import GROUPS, PREFIX_OF, SAGA_NAMES, UNMODELLED
+from .refinement import (
+    abstract,
+    describe,
+    diff,
+    find_run,
+    observe_model,
+    observed_vars,
+    saga_keys,
+)
+from .sled import SledOracle, install
+from .slots import BindingConflict, SagaKey, SlotMap
+
+API = "nexus-api"
+ENVIRONMENT_ONLY = ("sled-agent.vmm_transition", "sled-agent.migration_")
+SAGA_PREFIXES = frozenset(SAGA_NAMES)
+NCPUS, MEMORY = 2, 1024
+
+
+class Refused(Exception):
+    """The implementation would not take a step the model takes."""
+
+
+@dataclass
+class Mismatch:
+    """The first step at which the implementation and the model disagree."""
+
+    step: int
+    label: str
+    diff: dict[str, tuple[Any, Any]]
+    note: str = ""
+    rerun: str = ""
+
+    def render(self) -> str:
+        lines = [f"step {self.step}: {self.label}"]
+        if self.note:
+            lines.append(f"  {self.note}")
+        for k, (m, i) in self.diff.items():
+            lines.append(f"  {k}: model {describe(k, m)}  impl {describe(k, i)}")
+        if self.rerun:
+            lines.append(f"  rerun: {self.rerun}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ReplayResult:
+    path: str
+    steps: int  # steps replayed (and compared) without a mismatch
+    mismatch: Mismatch | None = None
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+
+def rerun_command(path: str, db_url: str, impl_mutants: tuple[str, ...] | None) -> str:
+    cmd = f"lifecycle traces replay {path}"
+    if db_url != "sqlite://":
+        cmd += f" --db {db_url}"
+    for m in impl_mutants or ():
+        cmd += f" --impl-mutant {m}"
+    return cmd
+
+
+class Replayer:
+    """Replays one loaded trace on a fresh implementation."""
+
+    def __init__(self, trace: LoadedTrace, path: str = "<trace>", db_url: str = "sqlite://",
+                 pg_schema: str | None = None, impl_mutants: tuple[str, ...] | None = None) -> None:
+        self.trace = trace
+        self.path = path
+        self.db_url = db_url
+        self.model: Model = model_for(trace.cfg)
+        self.impl_mutants = impl_mutants
+        mutants = trace.cfg.mutants if impl_mutants is None else impl_mutants
+        self.slots = SlotMap()
+        keys = [k for k, _ in saga_keys(self.model)]
+        self.nexus_of: dict[SagaKey, str] = {k: self._nexus_name(k) for k in keys}
+        self.ctrl = Controller(db_url=db_url, revision=trace.cfg.revision, mutants=mutants,
+                               nexus_ids=(API, *self.nexus_of.values()), pg_schema=pg_schema)
+        self.oracle = SledOracle(self.slots)
+        install(self.ctrl.fleet, self.oracle)
+        self.instance_id = ""
+        self.calls: Counter[str] = Counter()
+        self.observed = observed_vars(self.model) + [
+            v.name for v in self.model.layout.vars if v.name.split("_")[0] in SAGA_PREFIXES]
+
+    @staticmethod
+    def _nexus_name(key: SagaKey) -> str:
+        prefix, slot = key
+        return f"nx-{prefix}" if slot is None else f"nx-{prefix}{slot}"
+
+    # ------------------------------------------------------------------ driving
+    def run(self) -> ReplayResult:
+        states, labels = self.trace.states, self.trace.labels
+        rerun = rerun_command(self.path, self.db_url, self.impl_mutants)
+        try:
+            first = self._setup(states[0])
+            if first is not None:
+                first.rerun = rerun
+                return ReplayResult(self.path, 0, first, self.calls)
+            for i, label in enumerate(labels, start=1):
+                mm = self.step(i, label, states[i - 1], states[i])
+                if mm is not None:
+                    mm.rerun = rerun
+                    return ReplayResult(self.path, i - 1, mm, self.calls)
+            return ReplayResult(self.path, len(labels), None, self.calls)
+        finally:
+            self.ctrl.close(drop_schema=True)
+
+    def _setup(self, s0: State) -> Mismatch | None:
+        self.oracle.pre = self.oracle.post = s0
+        iid, sid = self.ctrl.create_instance("inst", NCPUS, MEMORY, nexus=API)
+        self.instance_id = self.oracle.instance_id = iid
+        self.slots.sagas[("cr", None)] = sid
+        self._relocate(sid, self.nexus_of[("cr", None)])
+        self.ctrl.step(sid, Outcome.OK)
+        return self._compare(0, "init", s0)
+
+    def step(self, i: int, label: str, pre: State, post: State) -> Mismatch | None:
+        action = self.model.actions[self.model.action_index(label)]
+        return self._tag(self._step(i, label, action, pre, post), action, pre)
+
+    def _step(self, i: int, label: str, action: Action, pre: State,
+              post: State) -> Mismatch | None:
+        self.oracle.pre, self.oracle.post, self.oracle.unhealthy = pre, post, False
+        self.calls[action.name] += 1
+        try:
+            self._execute(action, pre, post)
+            self._settle()
+            self._bind(pre, post)
+        except Refused as e:
+            return Mismatch(i, label, {}, f"the implementation refused: {e}")
+        except BindingConflict as e:
+            return Mismatch(i, label, {}, str(e))
+        except Exception as e:  # noqa: BLE001 - any implementation error is a finding
+            return Mismatch(i, label, {}, f"the implementation raised {type(e).__name__}: {e}")
+        if action.name.startswith(ENVIRONMENT_ONLY) and all(
+                pre[n] == post[n] for n in self.observed):
+            # nothing ran in the implementation and only sled variables changed in the model:
+            # both sides are as they were after the previous (compared) step
+            return None
+        return self._compare(i, label, post)
+
+    def _tag(self, mm: Mismatch | None, action: Action, pre: State) -> Mismatch | None:
+        d = divergence_at(action, pre) if mm is not None else None
+        if mm is not None and d is not None:
+            mm.note = (f"known divergence {d.name} (SPEC backs the {d.spec_backs}): "
+                       f"{d.summary}. " + mm.note).strip()
+        return mm
+
+    def _compare(self, i: int, label: str, post: State) -> Mismatch | None:
+        d = diff(observe_model(self.model, post),
+                 abstract(self.ctrl, self.model, self.instance_id, self.slots, NCPUS))
+        return Mismatch(i, label, d) if d else None
+
+    # ------------------------------------------------------------------ actions
+    def _execute(self, a: Action, pre: State, post: State) -> None:
+        name = a.name
+        if name.startswith("user."):
+            self._user(a, pre)
+        elif name.startswith(ENVIRONMENT_ONLY):
+            pass  # environment only: the oracle's next state carries it
+        elif name == "sled-agent.deliver_report":
+            self._deliver(a, pre)
+        elif name in ("instance-watcher.poll", "instance-watcher.vmm_gone"):
+            self._watch(a)
+        elif name == "instance-updater.activate":
+            self.ctrl.run_background("instance_updater", nexus=API)
+        elif name == "abandoned-vmm-reaper.reap":
+            self._reap(a)
+        elif name == "nexus.crash_and_recover":
+            self._crash_replica(int(a.arg("nexus") or 0))
+        else:
+            self._saga_node(a)
+
+    def _vmm_id(self, k: int) -> str:
+        vid = self.slots.vmms.id(k)
+        if vid is None:
+            raise Refused(f"VMM slot {k} has no implementation id")
+        return vid
+
+    def _user(self, a: Action, pre: State) -> None:
+        c, iid = self.ctrl, self.instance_id
+        op = a.name.removeprefix("user.")
+        if op == "instance_start":
+            if c.start_instance(iid, nexus=API) is None:
+                raise Refused("instance_start was a no-op")
+        elif op == "instance_migrate":
+            snap = c.datastore.instance_fetch_all(iid)
+            src = snap.active_vmm.sled_id if snap and snap.active_vmm else ""
+            dst = next(s for s in c.fleet.sleds if s != src)
+            c.migrate_instance(iid, dst, nexus=API)
+        elif op == "instance_delete":
+            c.delete_instance(iid, nexus=API)
+        elif op in ("instance_stop", "instance_reboot"):
+            sled = a.arg("sled")
+            self.oracle.unhealthy = sled == "unhealthy"
+            call = c.stop_instance if op == "instance_stop" else c.reboot_instance
+            try:
+                call(iid, nexus=API)
+            except ApiError as e:
+                if sled == "ok":
+                    raise Refused(f"{op}: {type(e).__name__}: {e}") from e
+            else:
+                if sled != "ok":
+                    raise Refused(f"{op} succeeded although the sled answered {sled}")
+        else:
+            raise Refused(f"no mapping for {a.name}")
+
+    def _report(self, k: int, pre: State) -> SledVmmState:
+        """The model's in-flight report of VMM k, with the migration sides read now."""
+        def side(m: int, which: str) -> MigrationRuntime | None:
+            mid = self.slots.migrations.id(m) if m != NONE else None
+            st = int(pre[f"sa_m{which}_st.{m}"]) if m != NONE else 0
+            if mid is None or st == MigrationState.ABSENT:
+                return None
+            return MigrationRuntime(mid, MigrationState(st), int(pre[f"sa_m{which}_gen.{m}"]), now())
+
+        return SledVmmState(
+            self.instance_id, self._vmm_id(k),
+            VmmRuntime(VmmState(int(pre[f"rb_state.{k}"])), int(pre[f"rb_gen.{k}"]), now()),
+            migration_in=side(int(pre[f"sa_min.{k}"]), "tgt"),
+            migration_out=side(int(pre[f"sa_mout.{k}"]), "src"),
+        )
+
+    def _deliver(self, a: Action, pre: State) -> None:
+        k = int(a.arg("vmm") or 0)
+        nx = self.ctrl.nexus(API)
+        with self._saga_start(nx, a.arg("update") == "started"):
+            nx.cpapi_instances_put(self._report(k, pre))
+
+    def _watch(self, a: Action) -> None:
+        vid = self._vmm_id(int(a.arg("vmm") or 0))
+        rec = next((v for v in self.ctrl.datastore.vmm_list_for_watcher() if v.id == vid), None)
+        if rec is None:
+            raise Refused(f"instance-watcher does not list VMM {vid}")
+        nx = self.ctrl.nexus(API)
+        with self._saga_start(nx, a.arg("update") == "started"):
+            instance_watcher.poll_vmm(nx, rec, Counter())
+
+    def _reap(self, a: Action) -> None:
+        vid = self._vmm_id(int(a.arg("vmm") or 0))
+        rec = next((v for v in self.ctrl.datastore.vmm_list_abandoned() if v.id == vid), None)
+        if rec is None:
+            raise Refused(f"abandoned-vmm-reaper does not list VMM {vid}")
+        abandoned_vmm_reaper.reap_vmm(self.ctrl.nexus(API), rec)
+
+    @contextmanager
+    def _saga_start(self, nx: Nexus, allowed: bool) -> Iterator[None]:
+        """With `allowed` false, starting an update saga fails (Nexus died after the write)."""
+        if allowed:
+            yield
+            return
+        orig = nx.start_saga
+
+        def refuse(name: str, params: dict[str, Any]) -> str:
+            if name == "start-instance-update":
+                raise RuntimeError("replay: Nexus stopped before starting the update saga")
+            return orig(name, params)
+
+        setattr(nx, "start_saga", refuse)  # noqa: B010 - instance override of a method
+        try:
+            yield
+        finally:
+            delattr(nx, "start_saga")
+
+    def _crash_replica(self, n: int) -> None:
+        for (prefix, slot), nid in self.nexus_of.items():
+            if prefix == "up" and slot is not None and slot % self.trace.cfg.nexus_replicas == n:
+                self.ctrl.crash_nexus(nid)
+                self.ctrl.recover_nexus(nid)
+
+    # ------------------------------------------------------------------ sagas
+    def _saga_node(self, a: Action) -> None:
+        kind, _, node = a.name.partition(".")
+        undo = node.endswith(".undo")
+        node = node.removesuffix(".undo")
+        if kind not in PREFIX_OF or node not in GROUPS[kind]:
+            raise Refused(f"no mapping for {a.name}")
+        slot = a.arg("saga")
+        key: SagaKey = (PREFIX_OF[kind], None if slot is None else int(slot))
+        sid = self.slots.sagas.get(key)
+        found = find_run(self.ctrl, sid) if sid else None
+        if sid is None or found is None:
+            raise Refused(f"no live implementation saga for {kind} slot {slot}")
+        ex, run = found
+        nxt = ex._next(run)
+        group = GROUPS[kind][node]
+        want = "undo" if undo else "forward"
+        if nxt is None or nxt[1] != want or run.nodes[nxt[0]].name not in group:
+            at = "nothing runnable" if nxt is None else f"{nxt[1]} {run.nodes[nxt[0]].name}"
+            raise Refused(f"saga {kind} is at {at}, the model runs {want} {node}")
+        outcome = str(a.arg("outcome"))
+        owner = ex.owner
+        if undo:
+            crash = outcome == "undo-crash"
+            self._run_step(owner, sid, Outcome.CRASH_AFTER if crash else Outcome.OK)
+            if crash:
+                self.ctrl.recover_nexus(owner)
+            return
+        idx = nxt[0]
+        last = idx
+        while last + 1 < len(run.nodes) and run.nodes[last + 1].name in group:
+            last += 1
+        if outcome == "fail":
+            self._run_step(owner, sid, Outcome.FAIL_BEFORE)
+            return
+        for t in range(idx, last + 1):
+            oc = Outcome.OK
+            if t == last and outcome == "crash":
+                oc = Outcome.CRASH_AFTER
+            elif t == last and outcome == "ambiguous":
+                oc = Outcome.FAIL_AFTER
+            event = self._run_step(owner, sid, oc)
+            if event == "crashed":
+                self.ctrl.recover_nexus(owner)
+                return
+            if event != "succeeded":
+                return
+
+    def _run_step(self, owner: str, saga_id: str, outcome: Outcome) -> str:
+        """One saga step on its known owner (skips the controller's owner lookup); returns
+        the step's event, `crashed` for a crash outcome."""
+        try:
+            return self.ctrl.nexuses[owner].step_saga(saga_id, outcome).event
+        except NexusCrashed:
+            return "crashed"
+
+    def _settle(self) -> None:
+        """Run what the model does not see: unmodelled nodes and child-result collection."""
+        progress = True
+        while progress:
+            progress = False
+            for info in self.ctrl.runnable():
+                if info.direction == "finish" or info.node_name in UNMODELLED[info.saga_name]:
+                    self._run_step(info.owner, info.saga_id, Outcome.OK)
+                    progress = True
+                    break
+
+    # ------------------------------------------------------------------ slot binding
+    def _relocate(self, saga_id: str, nexus_id: str) -> None:
+        found = find_run(self.ctrl, saga_id)
+        if found is None or found[0].owner == nexus_id:
+            return
+        ex, run = found
+        del ex._runs[saga_id]
+        self.ctrl.nexuses[nexus_id].executor._runs[saga_id] = run
+        s = schema.saga
+        with self.ctrl.datastore.tx() as conn:
+            conn.execute(update(s).where(s.c.id == saga_id).values(owner=nexus_id))
+
+    def _bind(self, pre: State, post: State) -> None:
+        bound = set(self.slots.sagas.values())
+        fresh = [(sid, run.name) for nx in self.ctrl.nexuses.values()
+                 for sid, run in nx.executor._runs.items() if sid not in bound]
+        for sid, name in fresh:
+            prefix = PREFIX_OF[name]
+            for key, i in saga_keys(self.model):
+                if key[0] != prefix:
+                    continue
+                sd = self.model.sagas[i]
+                n = key[1] if key[1] is not None else 0
+                cur = self.slots.sagas.get(key)
+                taken = cur is not None and find_run(self.ctrl, cur) is not None
+                if int(post[sd.var("mode", n)]) != IDLE and not taken and (
+                        int(pre[sd.var("mode", n)]) == IDLE or cur is not None):
+                    self.slots.sagas[key] = sid
+                    self._relocate(sid, self.nexus_of[key])
+                    break
+            self._settle()
+        for (prefix, slot), sid in self.slots.sagas.items():
+            if slot is None or prefix not in ("st", "mg", "up", "uc"):
+                continue
+            found = find_run(self.ctrl, sid)
+            if found is None or int(post[f"{prefix}_mode.{slot}"]) == IDLE:
+                continue
+            out = found[1].outputs
+            if prefix == "st" and "propolis_id" in out:
+                self.slots.vmms.bind(int(post[f"st_vmm.{slot}"]), out["propolis_id"])
+            elif prefix == "mg":
+                if "dst_propolis_id" in out:
+                    self.slots.vmms.bind(int(post[f"mg_vmm.{slot}"]), out["dst_propolis_id"])
+                if "migrate_id" in out:
+                    self.slots.migrations.bind(int(post[f"mg_mig.{slot}"]), out["migrate_id"])
+            elif prefix in ("up", "uc") and "saga_instance_lock_id" in out:
+                self.slots.locks.bind(int(post[f"{prefix}_lid.{slot}"]), out["saga_instance_lock_id"])
+
+
+def replay_trace(trace: LoadedTrace, path: str = "<trace>", db_url: str = "sqlite://",
+                 pg_schema: str | None = None,
+                 impl_mutants: tuple[str, ...] | None = None) -> ReplayResult:
+    return Replayer(trace, str(Path(path)) if path != "<trace>" else path, db_url, pg_schema,
+                    impl_mutants).run()

@@ -1,0 +1,85 @@
+"""Hand-written traces (as action labels) that tests and the benchmark replay directly."""
+
+from __future__ import annotations
+
+START_NODES = ("ALLOC_SERVER", "CREATE_VMM_RECORD", "MARK_AS_STARTING", "DPD_ENSURE",
+               "ENSURE_REGISTERED", "ADD_VIRTUAL_RESOURCES", "ENSURE_RUNNING")
+
+# A report buffered while the VMM was Running arrives after the stop answer (VMM gen 4)
+# reached the database: it is stale and must be ignored (the `reports-ignore-generation`
+# defect applies it and rolls the VMM back to Running).
+STALE_REPORT: list[str] = [
+    "instance-create.MOVE_TO_STOPPED(outcome=ok)",
+    "user.instance_start(saga=0, vmm=0)",
+    *[f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES],
+    "sled-agent.vmm_transition(vmm=0, to=RUNNING)",
+    "user.instance_stop(vmm=0, sled=ok)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
+]
+
+MIGRATE_NODES = ("RESERVE_RESOURCES", "CREATE_VMM_RECORD", "CREATE_MIGRATION_RECORD",
+                 "SET_MIGRATION_IDS", "ENSURE_DESTINATION_PROPOLIS", "INSTANCE_MIGRATE")
+
+# The source side of a migration reports Completed before the target does; the update saga
+# that runs then moves the instance to the target but keeps the migration ids until the target
+# has completed too (the `clear-ids-on-source-completed` defect clears them at once).
+SOURCE_COMPLETES_FIRST: list[str] = [
+    "instance-create.MOVE_TO_STOPPED(outcome=ok)",
+    "user.instance_start(saga=0, vmm=0)",
+    *[f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES],
+    "sled-agent.vmm_transition(vmm=0, to=RUNNING)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
+    "user.instance_migrate(saga=0)",
+    *[f"instance-migrate.{n}(saga=0, outcome=ok)" for n in MIGRATE_NODES],
+    "sled-agent.deliver_report(vmm=1, keep=0, update=none)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
+    "sled-agent.migration_source_completes(migration=0)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=started)",
+    "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
+    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
+    "instance-update.BECOME_UPDATER(saga=0, outcome=ok)",
+    "instance-update.RECONCILE_RESOURCES(saga=0, outcome=ok)",
+    "instance-update.COMMIT_INSTANCE_UPDATES(saga=0, outcome=ok)",
+]
+
+UPDATE_NODES = ("BECOME_UPDATER", "RECONCILE_RESOURCES", "COMMIT_INSTANCE_UPDATES",
+                "DESTROY_ACTIVE_VMM")
+
+# A running instance's VMM is destroyed; the report starts the update saga, which unlinks the
+# VMM, releases provisioning and network, commits NoVmm and then destroys the VMM record.
+VMM_DESTROYED_UPDATE: list[str] = [
+    *SOURCE_COMPLETES_FIRST[:11],
+    "sled-agent.vmm_transition(vmm=0, to=DESTROYED)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=started)",
+    "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
+    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
+    *[f"instance-update.{n}(saga=0, outcome=ok)" for n in UPDATE_NODES],
+]
+
+# R6: Nexus crashes while the parent waits for its child; the parent's fetch runs again and
+# starts a second child, which wins the lock and does the update.
+SECOND_CHILD: list[str] = [
+    *VMM_DESTROYED_UPDATE[:15],
+    "nexus.crash_and_recover(nexus=0)",
+    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
+    *[f"instance-update.{n}(saga=1, outcome=ok)" for n in UPDATE_NODES],
+]
+
+# Two migrate requests accepted back to back; the second saga (slot 1, migration slot 1) wins
+# SET_MIGRATION_IDS and migrates.
+SECOND_MIGRATION: list[str] = [
+    *SOURCE_COMPLETES_FIRST[:11],
+    "user.instance_migrate(saga=0)",
+    "user.instance_migrate(saga=1)",
+    *[f"instance-migrate.{n}(saga=1, outcome=ok)" for n in MIGRATE_NODES],
+    "sled-agent.migration_target_completes(migration=1)",
+]
+
+# Directed traces the generator always includes (they reach what random walks rarely do).
+DIRECTED: dict[str, list[str]] = {
+    "stale-report": STALE_REPORT,
+    "source-completes-first": SOURCE_COMPLETES_FIRST,
+    "vmm-destroyed-update": VMM_DESTROYED_UPDATE,
+    "second-child": SECOND_CHILD,
+    "second-migration": SECOND_MIGRATION,
+}

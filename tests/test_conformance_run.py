@@ -1,0 +1,35 @@
+"""`lifecycle conformance`: one small run with its JSON and JUnit reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from typer.testing import CliRunner
+
+from lifecycle.cli import app
+from model.vocab import MUTANTS
+
+
+def test_conformance_command_reports(tmp_path: Path) -> None:
+    js, xml = tmp_path / "c.json", tmp_path / "c.xml"
+    res = CliRunner().invoke(app, ["conformance", "--revision", "baseline", "--walks", "4",
+                                   "--out", str(tmp_path / "traces"), "--json", str(js),
+                                   "--junit", str(xml), "--no-last-mile"])
+    assert res.exit_code in (0, 1), res.output
+    [rep] = json.loads(js.read_text())
+    assert rep["revision"] == "baseline" and rep["traces"] >= 1 and rep["steps"] > 0
+    assert rep["mismatches"] == {}
+    in_impl = {m for m, mu in MUTANTS.items() if mu.in_impl}
+    assert set(rep["mutants_detected"]) | set(rep["mutants_missed"]) == in_impl
+    assert res.exit_code == (1 if rep["mutants_missed"] else 0)
+    suites = ET.parse(xml).getroot().findall("testsuite")
+    assert [s.get("name") for s in suites] == ["conformance.baseline"]
+    assert int(suites[0].get("failures") or 0) == len(rep["mutants_missed"])
+    assert "defects detected" in res.output
+
+
+def test_conformance_command_bad_usage() -> None:
+    res = CliRunner().invoke(app, ["conformance", "--revision", "nope"])
+    assert res.exit_code == 2
