@@ -19,6 +19,14 @@ app = typer.Typer(
 console = Console(width=None if Console().is_terminal else 200)
 err = Console(stderr=True)
 
+from lifecycle.conformance_cmd import conformance  # noqa: E402
+from lifecycle.traces_cmd import traces_app  # noqa: E402
+from lifecycle.validate_cmd import validate  # noqa: E402
+
+app.add_typer(traces_app, name="traces")
+app.command("conformance")(conformance)
+app.command("validate")(validate)
+
 
 def _usage(e: Exception) -> typer.Exit:
     err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
@@ -133,6 +141,49 @@ def demo(
     from impl.demo import run_demo
 
     raise typer.Exit(run_demo(db))
+
+
+@app.command()
+def diagrams(
+    revision: list[str] = typer.Option(
+        None, "--revision", "-r", help="Protocol revision (repeatable); default: all."),
+    out: Path = typer.Option(Path("diagrams"), "--out", help="Output folder."),
+    fmt: list[str] = typer.Option(
+        None, "--format", "-f", help="svg, png or dot (repeatable); default: all. "
+                                     "The DOT file is always written."),
+    coverage: Path = typer.Option(None, "--coverage",
+                                  help="Coverage file from the conformance suite: covered "
+                                       "edges solid, others dashed (docs/diagrams.md)."),
+    depth: int = typer.Option(None, "--depth", help="Exploration depth from the seeds."),
+    max_states: int = typer.Option(None, "--max-states", help="Stop exploring beyond this."),
+) -> None:
+    """Explore the model and write its state diagrams (DOT, SVG, PNG) per revision."""
+    from lifecycle.diagrams_cmd import diagrams_main
+    from model.explore import DEFAULT_DEPTH, DEFAULT_MAX_STATES
+
+    try:
+        revs = [check_revision(r) for r in (revision or list(REVISIONS))]
+    except UsageError as e:
+        raise _usage(e) from None
+    raise typer.Exit(diagrams_main(revs, out, fmt, coverage,
+                                   DEFAULT_DEPTH if depth is None else depth,
+                                   DEFAULT_MAX_STATES if max_states is None else max_states,
+                                   console, err))
+
+
+@app.command()
+def explain(
+    trace: Path = typer.Argument(..., help="An ITF trace file (e.g. written by verify)."),
+    out: Path = typer.Option(Path("out/explain"), "--out", help="Output folder."),
+    fmt: list[str] = typer.Option(None, "--format", "-f",
+                                  help="svg, png or dot (repeatable); default: all."),
+    seed: bool = typer.Option(True, "--seed/--no-seed",
+                              help="Show the seed prefix of the trace (greyed)."),
+) -> None:
+    """Draw a trace as a sequence diagram (one lane per actor) and tabulate what changed."""
+    from lifecycle.explain_cmd import explain_main
+
+    raise typer.Exit(explain_main(trace, out, fmt, seed, console, err))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class DatastoreBase:
         self.engine: Engine = make_engine(url, pg_schema)
         self.dialect: str = self.engine.dialect.name
         self._serial: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
+        self.history: Any = None  # an impl.history.HistoryRecorder while recording
         self.statements = 0
         self._count_lock = threading.Lock()
 
@@ -95,9 +96,12 @@ class DatastoreBase:
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         """One database transaction (serialized process-wide on SQLite)."""
-        with self._serial if self._serial is not None else nullcontext():
+        serial = self._serial or (self.history.lock if self.history is not None else None)
+        with serial if serial is not None else nullcontext():
             with self.engine.begin() as conn:
                 yield conn
+                if self.history is not None:  # history recording, impl/history.py
+                    self.history.after_write(conn)
 
     def insert_ignore(self, table: Table) -> Any:
         """`INSERT ... ON CONFLICT DO NOTHING` in the engine's dialect (idempotent inserts)."""
