@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check model impl conformance lifecycle tests bench
-.venv/bin/mypy model lifecycle impl
+.venv/bin/mypy model lifecycle impl conformance
 .venv/bin/pytest -m "slow or not slow" -q "$@"
