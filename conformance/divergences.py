@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from model.saga import Action
 from model.state import IDLE, NONE
 from model.step import State
-from model.vocab import MIGRATION_TERMINAL, InstanceState, VmmState
+from model.vocab import MIGRATION_TERMINAL, VmmState
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,6 @@ class Divergence:
     summary: str
     spec_backs: str  # "impl", "model" or "neither"
     applies: Callable[[Action, State], bool]
-
-
-def _watcher_on_deleted_instance(a: Action, s: State) -> bool:
-    return a.name.startswith("instance-watcher.") and s["i_state"] == InstanceState.DESTROYED
 
 
 def _delete_with_active_vmm(a: Action, s: State) -> bool:
@@ -110,13 +106,6 @@ def _report_names_deleted_migration(a: Action, s: State) -> bool:
 
 
 DIVERGENCES: tuple[Divergence, ...] = (
-    Divergence(
-        "watcher-polls-deleted-instance",
-        "the model's instance-watcher polls the VMMs of a deleted instance; SPEC §4.9 joins "
-        "with the non-deleted instance, and so does the implementation",
-        "impl",
-        _watcher_on_deleted_instance,
-    ),
     Divergence(
         "delete-api-precheck",
         "the implementation's delete API refuses (400) an instance that still has an active "

@@ -1,7 +1,7 @@
-"""Background task `instance-watcher` (SPEC §4.9): pulls each VMM's state from its sled and
-feeds it through `notify_instance_updated`. In rfd486 a VMM its sled no longer knows (404
-NO_SUCH_INSTANCE) gets a made-up `Failed` report at gen + 1; at the baseline that is only a
-metric."""
+"""Background task `instance-watcher` (SPEC §4.9): pulls the state of each VMM of a
+non-deleted instance from its sled and feeds it through `notify_instance_updated`. In rfd486
+a VMM its sled no longer knows (404 NO_SUCH_INSTANCE) gets a made-up `Failed` report at
+gen + 1; at the baseline that is only a metric."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .expr import Ctx
 from .notify_instance_updated import notify_instance_updated
 from .saga import Action
 from .state import Config
+from .vocab import InstanceState
 from .vocab import VmmState as V
 
 
@@ -20,6 +21,7 @@ def build_instance_watcher(cfg: Config) -> list[Action]:
                 ops = ctx.ops
                 ctx.require(ops.Not(ctx[f"v_del.{k}"]), "VMM not deleted")
                 ctx.require(ctx[f"v_state.{k}"] != V.ABSENT, "VMM row exists")
+                ctx.require(ctx["i_state"] != InstanceState.DESTROYED, "instance not deleted")
                 if cfg.rfd486:
                     ctx.require(ops.Not(ops.In(ctx[f"v_state.{k}"],
                                                (V.CREATING, V.SAGA_UNWOUND, V.DESTROYED))),
@@ -36,6 +38,8 @@ def build_instance_watcher(cfg: Config) -> list[Action]:
                 def gone(ctx: Ctx, k: int = k, spawn: bool = spawn) -> None:
                     ops = ctx.ops
                     ctx.require(ops.Not(ctx[f"v_del.{k}"]), "VMM not deleted")
+                    ctx.require(ctx["i_state"] != InstanceState.DESTROYED,
+                                "instance not deleted")
                     ctx.require(ops.Not(ops.In(ctx[f"v_state.{k}"],
                                                (V.ABSENT, V.CREATING, V.SAGA_UNWOUND,
                                                 V.DESTROYED))), "watched state")
