@@ -14,7 +14,7 @@ from model.explore import (
     explorer_config,
 )
 
-from .dot import FORMATS, DotMissing, render
+from .dot import DotMissing, chosen_formats, render
 from .state_diagrams import Coverage, CoverageError, all_diagrams, load_coverage
 
 DEFAULT_OUT = Path("diagrams")
@@ -44,11 +44,10 @@ def generate(revision: str, out: Path, formats: tuple[str, ...],
 def diagrams_main(revisions: list[str], out: Path, formats: list[str] | None,
                   coverage_path: Path | None, depth: int, max_states: int,
                   console: Console, err: Console) -> int:
-    fmts = tuple(formats) if formats else FORMATS
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad:
-        err.print(f"[bold red]error:[/] unknown format {', '.join(bad)}; "
-                  f"choose from {', '.join(FORMATS)}")
+    try:
+        fmts = chosen_formats(formats)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}")
         return 2
     coverage: Coverage | None = None
     if coverage_path is not None:

@@ -13,6 +13,15 @@ import subprocess
 from pathlib import Path
 
 FORMATS = ("dot", "svg", "png")
+
+
+def chosen_formats(formats: list[str] | None) -> tuple[str, ...]:
+    """The output formats asked for (all when none); ValueError names any unknown one."""
+    fmts = tuple(formats) if formats else FORMATS
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    return fmts
 FONT = "Helvetica"
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from model.actions import model_for
 from model.trace import LoadedTrace, TraceError, load_itf
 
-from .dot import FORMATS, DotMissing, render
+from .dot import DotMissing, chosen_formats, render
 from .sequence_diagram import changes_markdown, sequence_dot, step_views
 
 DEFAULT_OUT = Path("out/explain")
@@ -74,11 +74,10 @@ def explain(trace: Path, out: Path, formats: tuple[str, ...], show_seed: bool
 
 def explain_main(trace: Path, out: Path, formats: list[str] | None, show_seed: bool,
                  console: Console, err: Console) -> int:
-    fmts = tuple(formats) if formats else FORMATS
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad:
-        err.print(f"[bold red]error:[/] unknown format {', '.join(bad)}; "
-                  f"choose from {', '.join(FORMATS)}")
+    try:
+        fmts = chosen_formats(formats)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}")
         return 2
     try:
         written, table, _ = explain(trace, out, fmts, show_seed)

@@ -112,9 +112,6 @@ def encoding_for(cfg: Config) -> Encoding:
     return Encoding(model_for(cfg))
 
 
-_TEMPLATES: dict[Config, dict[str, z3.BoolRef]] = {}
-
-
 class Checker:
     """Holds the encoding of one configuration and answers bounded queries."""
 
@@ -124,7 +121,7 @@ class Checker:
         self.model = model_for(cfg)
         self.enc = encoding_for(cfg)
         self.seeds = seed_states(self.model, seeds)
-        self._templates = _TEMPLATES.setdefault(cfg, {})
+        self._templates = self.enc.templates
 
     def template(self, inv: Invariant) -> z3.BoolRef:
         """The property over the encoding's template variables (cur, act, nxt)."""

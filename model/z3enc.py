@@ -105,6 +105,7 @@ class Encoding:
         self.reads = [self._reads(i) for i in range(len(self.guards))]
         self.writes = [frozenset(eff) for eff in self.effects]
         self._later: list[list[tuple[int, int]]] | None = None
+        self.templates: dict[str, z3.BoolRef] = {}  # properties by id, filled by bmc.Checker
 
     def _reads(self, i: int) -> frozenset[str]:
         """The state variables action `i`'s guard and effects depend on."""
