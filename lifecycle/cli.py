@@ -51,6 +51,10 @@ def verify(
     unbounded: bool = typer.Option(False, "--unbounded",
                                    help="Also try to prove invariants for every depth by "
                                         "induction (Houdini)."),
+    seed: list[str] = typer.Option(
+        None, "--seed", "-s",
+        help="Start only from this seed state (repeatable); default: all. "
+             "Fewer seeds let a deeper search finish sooner."),
 ) -> None:
     """Check every invariant by bounded model checking and print the verdicts.
 
@@ -59,18 +63,20 @@ def verify(
     """
     from lifecycle.verify_cmd import DEFAULT_DEPTH, verify_main
     from model.invariants import check_invariant_ids
+    from model.seeds import check_seed_names
 
     try:
         revs = [check_revision(r) for r in (revision or list(REVISIONS))]
         muts = check_mutants(mutant or [])
         invs = list(check_invariant_ids(invariant)) if invariant else None
+        seeds = check_seed_names(seed) if seed else None
         d = DEFAULT_DEPTH if depth is None else depth
         if not 1 <= d <= 40:
             raise UsageError(f"--depth must be between 1 and 40, got {d}")
     except UsageError as e:
         raise _usage(e) from None
     raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console,
-                                 first, unbounded))
+                                 first, unbounded, seeds))
 
 
 @app.command()

@@ -97,7 +97,8 @@ def write_trace(trace: Trace, inv: str, depth: int, out_dir: Path) -> Path:
 def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                invariants: list[str] | None, trace_dir: Path, console: Console,
                stop_on_violation: bool = False,
-               unbounded: bool = False) -> dict[str, RevisionResult]:
+               unbounded: bool = False,
+               seeds: list[str] | None = None) -> dict[str, RevisionResult]:
     from model.bmc import verify_many
     from model.seeds import SEEDS
 
@@ -112,12 +113,13 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                   TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         tasks = {cfg.revision: progress.add_task(f"{cfg.revision}: depth {depth}",
-                                                 total=len(SEEDS)) for cfg, _ in jobs}
+                                                 total=len(seeds or SEEDS))
+                 for cfg, _ in jobs}
 
         def cb(cfg: Config, done: int) -> None:
             progress.update(tasks[cfg.revision], completed=done)
 
-        reports = verify_many(jobs, depth, cb, stop_on_violation=stop_on_violation)
+        reports = verify_many(jobs, depth, cb, seeds, stop_on_violation=stop_on_violation)
         for (cfg, job_ids), report in zip(jobs, reports, strict=True):
             files: dict[str, Path] = {}
             for inv, v in report.verdicts.items():
@@ -253,10 +255,10 @@ def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
 def verify_main(revisions: list[str], mutants: tuple[str, ...], depth: int,
                 invariants: list[str] | None, json_path: Path | None, junit_path: Path | None,
                 trace_dir: Path, console: Console, first: bool = False,
-                unbounded: bool = False) -> int:
+                unbounded: bool = False, seeds: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run_verify(revisions, mutants, depth, invariants, trace_dir, console, first,
-                         unbounded)
+                         unbounded, seeds)
     total = time.perf_counter() - t0
     print_results(results, console, total)
     if json_path:

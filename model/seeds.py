@@ -64,6 +64,17 @@ class SeedError(RuntimeError):
     pass
 
 
+def check_seed_names(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Validate seed names from the user; the error lists the valid ones."""
+    from .vocab import UsageError
+
+    bad = [n for n in names if n not in SEEDS]
+    if bad:
+        raise UsageError(f"unknown seed {', '.join(repr(b) for b in bad)}; valid seeds: "
+                         + ", ".join(SEEDS))
+    return [n for n in SEEDS if n in names]  # the order of SEEDS, without duplicates
+
+
 @dataclass
 class Seed:
     name: str

@@ -28,6 +28,17 @@ def test_bad_names_exit_2_and_list_valid_ones() -> None:
     assert r.exit_code == 2 and "no_leaked_lock" in r.output
     r = runner.invoke(app, ["verify", "--depth", "0"])
     assert r.exit_code == 2
+    r = runner.invoke(app, ["verify", "--seed", "typo"])
+    assert r.exit_code == 2 and "migration-unwound" in r.output
+
+
+def test_verify_from_one_seed_reports_only_that_seed(tmp_path: Path) -> None:
+    js = tmp_path / "r.json"
+    r = runner.invoke(app, ["verify", "-r", "baseline", "-d", "2", "-i", "no_leaked_lock",
+                            "--seed", "running", "--json", str(js),
+                            "--trace-dir", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(js.read_text())["revisions"]["baseline"]["seeds"] == ["running"]
 
 
 def test_verify_holds_writes_reports(tmp_path: Path) -> None:

@@ -75,9 +75,8 @@ def test_coverage_draws_uncovered_edges_dashed(small: dict[str, Exploration],
 
 def test_coverage_from_a_trace_marks_the_edges_it_takes(small: dict[str, Exploration],
                                                         tmp_path: Path) -> None:
-    from lifecycle.scenarios import r1_double_release
-
-    trace = r1_double_release(tmp_path / "r1.itf.json")
+    trace = (Path(__file__).resolve().parents[1] / "diagrams" / "explain" / "double-release"
+             / "baseline-no-updater-lock--active_vms_have_resources.itf.json")
     cov = Coverage("baseline", traces=[trace])
     ex = small["baseline"]
     d = project_exploration(EXTERNAL_STATE, ex)
