@@ -2,14 +2,17 @@
 
 Generates a baseline suite (seeded), then replays every trace on SQLite (in-memory) and, when
 reachable, PostgreSQL (LIFECYCLE_PG_URL, else postgresql+psycopg://postgres@127.0.0.1:5432/test),
-and prints steps per second with and without the per-trace set-up (schema creation). Usage:
-`.venv/bin/python bench/conformance.py [--walks 120] [--seed 0] [--pg-traces 10]`.
+`--repeats` times, and prints the median steps per second with and without the per-trace
+set-up (database and controller), and the median over the steps' CPU time of
+this process (less disturbed than wall time when other jobs share the machine). Usage:
+`.venv/bin/python bench/conformance.py [--walks 120] [--seed 0] [--pg-traces 10] [--repeats 3]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,27 +33,41 @@ from model.trace import LoadedTrace, load_itf  # noqa: E402
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def replay_all(traces: list[tuple[str, LoadedTrace]], url: str, pg: bool) -> tuple[int, float, float]:
-    """Returns (steps, wall seconds including set-up, seconds spent in steps only)."""
-    steps, wall, stepping = 0, 0.0, 0.0
+def replay_all(traces: list[tuple[str, LoadedTrace]], url: str,
+               pg: bool) -> tuple[int, float, float, float]:
+    """Returns (steps, wall seconds including set-up, wall seconds spent in steps only, CPU
+    seconds spent in steps only)."""
+    steps, wall, stepping, cpu = 0, 0.0, 0.0, 0.0
     for path, tr in traces:
         t0 = time.perf_counter()
         r = Replayer(tr, path, url, unique_schema("lc_bench") if pg else None)
         try:
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             if r._setup(tr.states[0]) is not None:
                 raise SystemExit(f"{path}: mismatch at set-up")
             for i, label in enumerate(tr.labels, start=1):
                 mm = r.step(i, label, tr.states[i - 1], tr.states[i])
                 if mm is not None:
                     raise SystemExit(f"{path}: {mm.render()}")
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
         finally:
             r.ctrl.close(drop_schema=True)
         steps += len(tr.labels)
         wall += time.perf_counter() - t0
         stepping += t2 - t1
-    return steps, wall, stepping
+        cpu += c2 - c1
+    return steps, wall, stepping, cpu
+
+
+def median_rates(traces: list[tuple[str, LoadedTrace]], url: str, pg: bool,
+                 repeats: int) -> tuple[int, float, float, float]:
+    """Steps, and the median over `repeats` replays of all traces of steps/s (steps only),
+    steps/s (with set-up) and steps per CPU second (steps only)."""
+    runs = [replay_all(traces, url, pg) for _ in range(repeats)]
+    steps = runs[0][0]
+    return (steps, statistics.median(steps / r[2] for r in runs),
+            statistics.median(steps / r[1] for r in runs),
+            statistics.median(steps / r[3] for r in runs))
 
 
 def pg_reachable(url: str) -> bool:
@@ -67,26 +84,29 @@ def main() -> None:
     ap.add_argument("--walks", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pg-traces", type=int, default=10, help="traces replayed on PostgreSQL")
+    ap.add_argument("--repeats", type=int, default=3, help="replays of the suite; medians")
     args = ap.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as d:
         paths = write_suite(generate_suite(Config(), seed=args.seed, walks=args.walks), Path(d),
                             args.seed)
         traces = [(str(p), load_itf(p)) for p in paths]
-    t = Table(title=f"conformance replay, baseline suite: {len(traces)} traces")
-    for col in ("engine", "traces", "steps", "steps/s (steps only)", "steps/s (with set-up)"):
+    t = Table(title=f"conformance replay, baseline suite: {len(traces)} traces, "
+                    f"median of {args.repeats} replays")
+    for col in ("engine", "traces", "steps", "steps/s (steps only)", "steps/s (with set-up)",
+                "steps per CPU s (steps only)"):
         t.add_column(col)
-    steps, wall, stepping = replay_all(traces, "sqlite://", pg=False)
-    t.add_row("sqlite (memory)", str(len(traces)), str(steps), f"{steps / stepping:.0f}",
-              f"{steps / wall:.0f}")
+    steps, only, setup, cpu = median_rates(traces, "sqlite://", False, args.repeats)
+    t.add_row("sqlite (memory)", str(len(traces)), str(steps), f"{only:.0f}", f"{setup:.0f}",
+              f"{cpu:.0f}")
     url = os.environ.get("LIFECYCLE_PG_URL") or DEFAULT_PG
-    if pg_reachable(url):
-        sub = traces[: args.pg_traces]
-        steps, wall, stepping = replay_all(sub, url, pg=True)
-        t.add_row("postgresql", str(len(sub)), str(steps), f"{steps / stepping:.0f}",
-                  f"{steps / wall:.0f}")
+    sub = traces[: args.pg_traces]
+    if sub and pg_reachable(url):
+        steps, only, setup, cpu = median_rates(sub, url, True, args.repeats)
+        t.add_row("postgresql", str(len(sub)), str(steps), f"{only:.0f}", f"{setup:.0f}",
+                  f"{cpu:.0f}")
     else:
-        t.add_row("postgresql", "-", "-", "unreachable", "-")
+        t.add_row("postgresql", "-", "-", "unreachable" if sub else "skipped", "-", "-")
     console.print(t)
 
 

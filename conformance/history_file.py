@@ -9,7 +9,10 @@ shape and raises `HistoryError` naming the line and what is wrong with it.
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,8 @@ class HistoryError(ValueError):
     """The file is not a readable history (exit status 2)."""
 
 
-@dataclass(frozen=True)
-class Event:
+@dataclass(slots=True)
+class Event:  # read-only by convention (not frozen: a frozen dataclass is slow to build)
     seq: int
     instance: str
     label: str
@@ -105,6 +108,35 @@ def _apply(prev: dict[str, Any], delta: Any, where: str) -> tuple[dict[str, Any]
     return rec, frozenset(delta["vmms"]) | frozenset(delta["migrations"])
 
 
+def _apply_fast(prev: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any] | None:
+    """`_apply` for a well-formed `changes` object, or None (then `_apply` says what is
+    wrong). Tables the event does not change are shared with the previous records, which
+    nothing modifies."""
+    dv, dm = delta.get("vmms"), delta.get("migrations")
+    if type(dv) is not dict or type(dm) is not dict:
+        return None
+    inst, prov, res = delta.get("instance"), delta.get("prov_row"), delta.get("reservations", [])
+    if not (type(inst) is list and len(inst) == INSTANCE_FIELDS and type(inst[0]) is int
+            and type(inst[1]) is int and type(inst[6]) is int and type(prov) is bool
+            and type(res) is list):
+        return None
+    rec = {"instance": inst, "prov_row": prov, "reservations": res}
+    for table, d, n in (("vmms", dv, VMM_FIELDS), ("migrations", dm, MIGRATION_FIELDS)):
+        if not d:
+            rec[table] = prev[table]
+            continue
+        rows = dict(prev[table])
+        for k, v in d.items():
+            if v is None:
+                rows.pop(k, None)
+            elif type(v) is list and len(v) == n:
+                rows[k] = v
+            else:
+                return None
+        rec[table] = rows
+    return rec
+
+
 def _parse(line: str, where: str) -> Any:
     try:
         return json.loads(line)
@@ -112,7 +144,32 @@ def _parse(line: str, where: str) -> Any:
         raise HistoryError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a while: loading and validating build hundreds
+    of thousands of small containers (none in a cycle), and every few hundred of them the
+    collector would walk all that exist so far, which took about as long as the work.
+
+    On the way out, `freeze` + `unfreeze` moves every object into the oldest generation
+    without looking at it (the first young-generation collection would otherwise walk all
+    that the pause created); they are looked at in the next full collection."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.freeze()
+            gc.unfreeze()
+            gc.enable()
+
+
 def load(path: str | Path) -> History:
+    with gc_paused():
+        return _load(path)
+
+
+def _load(path: str | Path) -> History:
     p = Path(path)
     try:
         text = p.read_text()
@@ -135,6 +192,21 @@ def load(path: str | Path) -> History:
     current: dict[str, dict[str, Any]] = {}  # instance -> its records so far
     last = 0
     for (no, _line), ev in zip(body, parsed, strict=True):
+        # the common case, a well-formed `changes` event, checked inline (same checks as the
+        # general path below, which also produces the messages)
+        if type(ev) is dict:
+            seq, iid, label, key, delta = (ev.get("seq"), ev.get("instance"), ev.get("label"),
+                                           ev.get("key"), ev.get("changes"))
+            if (type(seq) is int and type(iid) is str and type(label) is str
+                    and type(key) is str and seq > last and type(delta) is dict):
+                prev = current.get(iid)
+                fast = _apply_fast(prev, delta) if prev is not None else None
+                if fast is not None:
+                    last = seq
+                    current[iid] = fast
+                    events.append(Event(seq, iid, label, key, fast, no,
+                                        frozenset(delta["vmms"]).union(delta["migrations"])))
+                    continue
         where = f"{p}:{no}"
         if not isinstance(ev, dict):
             raise HistoryError(f"{where}: an event must be a JSON object")

@@ -66,8 +66,8 @@ ABSENT_MIGRATION: tuple[int | bool, ...] = (NONE, NONE, int(MigrationState.ABSEN
                                             int(MigrationState.ABSENT), 0, False)
 
 
-@dataclass(frozen=True)
-class Step:
+@dataclass(slots=True)
+class Step:  # read-only by convention (not frozen: a frozen dataclass is slow to build)
     first: Event  # the first event of the joined group
     last: Event  # the event after which `post` holds
     pre: dict[str, Any]
@@ -96,10 +96,26 @@ def vmm_rows(r: dict[str, Any]) -> dict[str, Row]:
 def appearance_order(events: list[Event]) -> dict[str, int]:
     """Record id -> rank of its first appearance in the instance's history."""
     order: dict[str, int] = {}
+    seen_v: object = None
+    seen_m: object = None
     for e in events:
         r = e.records
-        for vid in (*r["vmms"], *r.get("reservations", ()), *r["migrations"]):
-            order.setdefault(vid, len(order))
+        # a table an event did not change is the previous event's object (history_file),
+        # whose ids are already ranked
+        vmms, migs = r["vmms"], r["migrations"]
+        if vmms is not seen_v:
+            for vid in vmms:
+                if vid not in order:
+                    order[vid] = len(order)
+            seen_v = vmms
+        for vid in r.get("reservations", ()):
+            if vid not in order:
+                order[vid] = len(order)
+        if migs is not seen_m:
+            for mid in migs:
+                if mid not in order:
+                    order[mid] = len(order)
+            seen_m = migs
     return order
 
 
@@ -110,8 +126,14 @@ def _step(first: Event, last: Event, pre: dict[str, Any], post: dict[str, Any],
     the ids of the VMM and migration rows the step's events changed."""
     pi, qi = pre["instance"], post["instance"]
     pm, qm = pre["migrations"], post["migrations"]
-    migs = {x for x in (pi[4], qi[4]) if x is not None}
-    vmms = {x for x in (pi[2], pi[3], qi[2], qi[3]) if x is not None}
+    migs: set[str] = set()
+    vmms: set[str] = set()
+    for x in (pi[4], qi[4]):
+        if x is not None:
+            migs.add(x)
+    for x in (pi[2], pi[3], qi[2], qi[3]):
+        if x is not None:
+            vmms.add(x)
     if changed is None:
         migs.update(m for m, rec in pm.items() if qm.get(m) != rec)
         migs.update(m for m in qm if m not in pm)
@@ -133,8 +155,10 @@ def _step(first: Event, last: Event, pre: dict[str, Any], post: dict[str, Any],
                 vmms.add(rec[1])
     last_rank = len(order)
     return Step(first, last, pre, post, a, b,
-                sorted(vmms, key=lambda x: order.get(x, last_rank)),
-                sorted(migs, key=lambda x: order.get(x, last_rank)))
+                sorted(vmms, key=lambda x: order.get(x, last_rank)) if len(vmms) > 1
+                else list(vmms),
+                sorted(migs, key=lambda x: order.get(x, last_rank)) if len(migs) > 1
+                else list(migs))
 
 
 def steps_of(events: list[Event], order: dict[str, int] | None = None) -> list[Step]:
@@ -183,52 +207,72 @@ def _gen_positions(vmms: int, migrations: int) -> list[int]:
 def project(step: Step, vmms: int, migrations: int) -> tuple[Obs, Obs, dict[str, str]]:
     """The observed variables before and after a step, for a model with these slot counts,
     and which record each slot and lock number stands for."""
-    if len(step.vmms) > vmms or len(step.migrations) > migrations:
-        raise BoundExceeded(f"the step shows {len(step.vmms)} VMM and {len(step.migrations)} "
-                            f"migration records; the model has {vmms} and {migrations} slots")
-    vslot = {vid: k for k, vid in enumerate(step.vmms)}
-    mslot = {mid: m for m, mid in enumerate(step.migrations)}
+    a, b = project_values(step, vmms, migrations)
+    return a, b, legend(step)
+
+
+def legend(step: Step) -> dict[str, str]:
+    """Which record each slot and lock number of `project(step, ...)` stands for."""
+    out = {f"VMM slot {k}": vid for k, vid in enumerate(step.vmms)}
+    out |= {f"migration slot {m}": mid for m, mid in enumerate(step.migrations)}
+    out |= {f"lock {n}": lid for lid, n in _locks(step).items()}
+    return out
+
+
+def _locks(step: Step) -> dict[str, int]:
     locks: dict[str, int] = {}
     for r in (step.pre, step.post):
         u = r["instance"][5]
         if u is not None and u not in locks:
             locks[u] = len(locks) + 1
-    pad_v = [ABSENT_VMM] * (vmms - len(step.vmms))
-    pad_m = [ABSENT_MIGRATION] * (migrations - len(step.migrations))
+    return locks
 
-    def one(r: dict[str, Any], rows: dict[str, Row]) -> list[int | bool]:
-        inst = r["instance"]
-        x = inst[2]
-        y = inst[3]
-        z = inst[4]
-        u = inst[5]
-        out: list[int | bool] = [inst[0], inst[1], NONE if x is None else vslot[x],
-                                 NONE if y is None else vslot[y],
-                                 NONE if z is None else mslot[z],
-                                 0 if u is None else locks[u], inst[6], r["prov_row"]]
-        for vid in step.vmms:
-            out.extend(rows.get(vid, ABSENT_VMM))
-        for row in pad_v:
-            out.extend(row)
-        migs = r["migrations"]
-        for mid in step.migrations:
-            rec = migs.get(mid)
-            if rec is None:
-                out.extend(ABSENT_MIGRATION)
-            else:
-                out.extend((vslot[rec[0]], vslot[rec[1]], rec[2], rec[3], rec[4], rec[5],
-                            rec[6]))
-        for mrow in pad_m:
-            out.extend(mrow)
-        return out
 
-    a, b = one(step.pre, step.pre_rows), one(step.post, step.post_rows)
+def project_values(step: Step, vmms: int, migrations: int) -> tuple[Obs, Obs]:
+    """`project` without the legend (the validator needs that only to report a failure)."""
+    sv, sm = step.vmms, step.migrations
+    if len(sv) > vmms or len(sm) > migrations:
+        raise BoundExceeded(f"the step shows {len(sv)} VMM and {len(sm)} "
+                            f"migration records; the model has {vmms} and {migrations} slots")
+    vslot = {vid: k for k, vid in enumerate(sv)}
+    mslot = {mid: m for m, mid in enumerate(sm)}
+    pre, post = step.pre, step.post
+    u1, u2 = pre["instance"][5], post["instance"][5]
+    locks = {} if u1 is None else {u1: 1}
+    if u2 is not None and u2 not in locks:
+        locks[u2] = len(locks) + 1
+    pad_v = ABSENT_VMM * (vmms - len(sv))
+    pad_m = ABSENT_MIGRATION * (migrations - len(sm))
+    a = _one(pre, step.pre_rows, sv, sm, vslot, mslot, locks, pad_v, pad_m)
+    b = _one(post, step.post_rows, sv, sm, vslot, mslot, locks, pad_v, pad_m)
     for i in _gen_positions(vmms, migrations):
         x, y = a[i], b[i]
         if x > GEN_SHIFT_ABOVE or y > GEN_SHIFT_ABOVE:  # type: ignore[operator]
             shift = int(x) - GEN_SHIFT_TO
             a[i], b[i] = int(x) - shift, min(GEN_MAX, max(0, int(y) - shift))
-    legend = {f"VMM slot {k}": vid for vid, k in vslot.items()}
-    legend |= {f"migration slot {m}": mid for mid, m in mslot.items()}
-    legend |= {f"lock {n}": lid for lid, n in locks.items()}
-    return tuple(a), tuple(b), legend
+    return tuple(a), tuple(b)
+
+
+def _one(r: dict[str, Any], rows: dict[str, Row], sv: list[str], sm: list[str],
+         vslot: dict[str, int], mslot: dict[str, int], locks: dict[str, int],
+         pad_v: tuple[int | bool, ...], pad_m: tuple[int | bool, ...]) -> list[int | bool]:
+    """The observed values of one side of a step (`project_values`)."""
+    inst = r["instance"]
+    x, y, z, u = inst[2], inst[3], inst[4], inst[5]
+    out: list[int | bool] = [inst[0], inst[1], NONE if x is None else vslot[x],
+                             NONE if y is None else vslot[y],
+                             NONE if z is None else mslot[z],
+                             0 if u is None else locks[u], inst[6], r["prov_row"]]
+    get = rows.get
+    for vid in sv:
+        out.extend(get(vid, ABSENT_VMM))
+    out.extend(pad_v)
+    migs = r["migrations"]
+    for mid in sm:
+        rec = migs.get(mid)
+        if rec is None:
+            out.extend(ABSENT_MIGRATION)
+        else:
+            out.extend((vslot[rec[0]], vslot[rec[1]], rec[2], rec[3], rec[4], rec[5], rec[6]))
+    out.extend(pad_m)
+    return out

@@ -17,12 +17,23 @@ contents (`st_gen`, `up_locked`, `uc_n*`, `*_rp`, ...); docs/conformance.md expl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    String,
+    bindparam,
+    case,
+    cast,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 
 from impl.datastore import schema
-from impl.datastore.base import instance_from_row, migration_from_row, vmm_from_row
+from impl.datastore.enums import instance_state, migration_state, vmm_state
 from model.actions import Model
 from model.state import IDLE, NONE, UNWIND
 from model.step import State
@@ -70,16 +81,15 @@ def observed_vars(model: Model) -> list[str]:
 
 def observe_model(model: Model, s: State) -> Abstract:
     """The observed part of model state `s`."""
-    out: Abstract = {n: s[n] for n in observed_vars(model)}
-    for key, i in saga_keys(model):
-        sd = model.sagas[i]
-        slot = key[1] if key[1] is not None else 0
-        mode = int(s[sd.var("mode", slot)])
+    mk = _keys(model)
+    out: Abstract = {n: s[n] for n in mk.observed}
+    for _key, label, mode_var, pc_var in mk.sagas:
+        mode = int(s[mode_var])
         if mode == IDLE:
-            out[saga_label(key)] = "idle"
+            out[label] = "idle"
         else:
-            node = sd.nodes[int(s[sd.var("pc", slot)])].name
-            out[saga_label(key)] = f"{'UNWIND' if mode == UNWIND else 'FWD'}@{node}"
+            node = mk.nodes[label][int(s[pc_var])]
+            out[label] = f"{'UNWIND' if mode == UNWIND else 'FWD'}@{node}"
     return out
 
 
@@ -129,78 +139,160 @@ class _Slots:
 
 _VPR = schema.virtual_provisioning_resource
 _VPC = schema.virtual_provisioning_collection
-# built once: statement construction costs more than running them on SQLite
-_Q_INSTANCE = select(schema.instance).where(schema.instance.c.id == bindparam("iid"))
-_Q_VMMS = select(schema.vmm)
-_Q_RESERVATIONS = select(schema.sled_resource.c.id)
-_Q_CHARGED = select(_VPR.c.id).where(_VPR.c.id == bindparam("iid"))
-_Q_PROJECT_CPUS = select(_VPC.c.cpus_provisioned).where(_VPC.c.collection_type == "project")
-_Q_MIGRATIONS = select(schema.migration)
+
+
+def _snapshot_query() -> CompoundSelect:
+    """Every record the abstraction reads, as one `UNION ALL` (one statement per step instead
+    of one per table): rows `(kind, id, ref1, ref2, ref3, ref4, state1, state2, n1, n2, deleted)`
+    where kind is `i` (the instance: state, gen, active, target, migration, updater, updater
+    gen), `v` (a VMM: state, gen), `r` (a sled reservation), `p` (the instance's provisioning
+    resource), `c` (the project's provisioned cpus in n1) or `m` (a migration: source and target
+    ids, states and generations). Columns a kind does not use are typed NULLs."""
+    def txt() -> Any:
+        return cast(null(), String)
+
+    def num() -> Any:
+        return cast(null(), Integer)
+
+    def deleted(col: Any) -> Any:
+        return case((col.is_(None), 0), else_=1)
+
+    def kind(k: str) -> Any:
+        return literal_column(f"'{k}'", String)
+
+    ins, vmm, mig, res = schema.instance, schema.vmm, schema.migration, schema.sled_resource
+    iid: Any = bindparam("iid")
+    parts = [
+        select(kind("i"), ins.c.id, ins.c.active_propolis_id, ins.c.target_propolis_id,
+               ins.c.migration_id, ins.c.updater_id, ins.c.state, txt(),
+               ins.c.state_generation, ins.c.updater_gen, deleted(ins.c.time_deleted))
+        .where(ins.c.id == iid),
+        select(kind("v"), vmm.c.id, txt(), txt(), txt(), txt(), vmm.c.state, txt(),
+               vmm.c.state_generation, num(), deleted(vmm.c.time_deleted)),
+        select(kind("r"), res.c.id, txt(), txt(), txt(), txt(), txt(), txt(), num(), num(),
+               num()),
+        select(kind("p"), _VPR.c.id, txt(), txt(), txt(), txt(), txt(), txt(), num(), num(),
+               num()).where(_VPR.c.id == iid),
+        select(kind("c"), _VPC.c.id, txt(), txt(), txt(), txt(), txt(), txt(),
+               _VPC.c.cpus_provisioned, num(), num())
+        .where(_VPC.c.collection_type == "project"),
+        select(kind("m"), mig.c.id, mig.c.source_propolis_id, mig.c.target_propolis_id, txt(),
+               txt(), mig.c.source_state, mig.c.target_state, mig.c.source_gen,
+               mig.c.target_gen, deleted(mig.c.time_deleted)),
+    ]
+    return union_all(*parts)
+
+
+# built once: statement construction costs more than running it on SQLite
+_Q_SNAPSHOT = _snapshot_query()
+
+
+class _ModelKeys:
+    """What `abstract` and `observe_model` need from a model, worked out once per model."""
+
+    def __init__(self, model: Model) -> None:
+        self.observed = observed_vars(model)
+        self.sagas: list[tuple[SagaKey, str, str, str]] = []  # key, label, mode var, pc var
+        for key, i in saga_keys(model):
+            sd = model.sagas[i]
+            slot = key[1] if key[1] is not None else 0
+            self.sagas.append((key, saga_label(key), sd.var("mode", slot), sd.var("pc", slot)))
+        self.nodes = {label: [n.name for n in model.sagas[i].nodes]
+                      for (key, i), (_k, label, _m, _p) in zip(saga_keys(model), self.sagas,
+                                                               strict=True)}
+        self.vmm_keys = [(k, f"v_state.{k}", f"v_gen.{k}", f"v_del.{k}", f"v_res.{k}")
+                         for k in range(model.cfg.vmms)]
+        self.mig_keys = [(m, [f"{name}.{m}" for name in MIGRATION_VARS])
+                         for m in range(model.cfg.migrations)]
+
+
+_MODEL_KEYS: dict[int, tuple[Model, _ModelKeys]] = {}
+
+
+def _keys(model: Model) -> _ModelKeys:
+    hit = _MODEL_KEYS.get(id(model))
+    if hit is None or hit[0] is not model:
+        hit = _MODEL_KEYS[id(model)] = (model, _ModelKeys(model))
+    return hit[1]
+
+
+_NO_MIGRATION: list[Value] = [NONE, NONE, int(MigrationState.ABSENT), 0,
+                              int(MigrationState.ABSENT), 0, False]
 
 
 def abstract(ctrl: Controller, model: Model, instance_id: str, slots: SlotMap,
              ncpus: int) -> Abstract:
     """The model variables the database (and the switch) shows, named by slot."""
-    cfg = model.cfg
-    ds = ctrl.datastore
+    mk = _keys(model)
     sl = _Slots(slots)
     out: Abstract = {}
-    iid = {"iid": instance_id}
-    with ds.tx() as conn:  # one snapshot of every table the model observes
-        irow = conn.execute(_Q_INSTANCE, iid).first()
-        vmm_rows = {x.id: x for r in conn.execute(_Q_VMMS) if (x := vmm_from_row(r))}
-        reservations = {r.id for r in conn.execute(_Q_RESERVATIONS)}
-        charged = conn.execute(_Q_CHARGED, iid).first() is not None
-        cpus = conn.execute(_Q_PROJECT_CPUS).scalar_one()
-        mig_rows = conn.execute(_Q_MIGRATIONS).all()
-    inst = instance_from_row(irow) if irow is not None else None
-    if inst is None:
+    with ctrl.datastore.tx() as conn:  # one snapshot of every table the model observes
+        rows = conn.execute(_Q_SNAPSHOT, {"iid": instance_id}).all()
+    irow = None
+    vmm_rows: dict[str, tuple[str, int, int]] = {}
+    reservations: set[str] = set()
+    charged = False
+    cpus: int | None = None
+    migs: dict[str, Any] = {}
+    for r in rows:
+        kind = r[0]
+        if kind == "i":
+            irow = r
+        elif kind == "v":
+            vmm_rows[r[1]] = (r[6], r[8], r[10])
+        elif kind == "r":
+            reservations.add(r[1])
+        elif kind == "p":
+            charged = True
+        elif kind == "c":
+            cpus = r[8]
+        else:
+            migs[r[1]] = r
+    if cpus is None:
+        raise LookupError("no project provisioning collection row")
+    if irow is None:
         out["i_state"] = "no instance row"
     else:
-        deleted = inst.time_deleted is not None
-        out["i_state"] = int(InstanceState.DESTROYED if deleted else inst.state)
-        out["i_gen"] = inst.state_generation
-        out["i_active"] = sl.vmm(inst.active_propolis_id)
-        out["i_target"] = sl.vmm(inst.target_propolis_id)
-        out["i_mig"] = sl.mig(inst.migration_id)
-        out["i_updater"] = sl.lock(inst.updater_id)
-        out["i_ugen"] = inst.updater_gen
+        out["i_state"] = int(InstanceState.DESTROYED if irow[10] else instance_state(irow[6]))
+        out["i_gen"] = irow[8]
+        out["i_active"] = sl.vmm(irow[2])
+        out["i_target"] = sl.vmm(irow[3])
+        out["i_mig"] = sl.mig(irow[4])
+        out["i_updater"] = sl.lock(irow[5])
+        out["i_ugen"] = irow[9]
     nat = ctrl.fleet.switch.nat.get(instance_id)
     out["i_net"] = sl.vmm(nat.vmm_id if nat else None)
     out["prov_row"] = charged
     out["prov_cnt"] = cpus // ncpus if cpus % ncpus == 0 else f"{cpus} cpus"
 
-    for k in range(cfg.vmms):
+    for k, k_state, k_gen, k_del, k_res in mk.vmm_keys:
         vid = slots.vmms.id(k)
         row = vmm_rows.get(vid) if vid else None
-        out[f"v_state.{k}"] = int(row.state) if row else int(VmmState.ABSENT)
-        out[f"v_gen.{k}"] = row.state_generation if row else 0
-        out[f"v_del.{k}"] = bool(row and row.time_deleted is not None)
-        out[f"v_res.{k}"] = vid is not None and vid in reservations
-    stray = sorted((set(vmm_rows) | set(reservations)) - set(slots.vmms.to_slot))
+        out[k_state] = int(vmm_state(row[0])) if row else int(VmmState.ABSENT)
+        out[k_gen] = row[1] if row else 0
+        out[k_del] = bool(row and row[2])
+        out[k_res] = vid is not None and vid in reservations
+    stray = sorted((set(vmm_rows) | reservations) - set(slots.vmms.to_slot))
     if stray:
         out["unbound VMM records"] = ", ".join(stray)
 
-    migs = {r.id: migration_from_row(r) for r in mig_rows}
-    for m in range(cfg.migrations):
+    for m, keys in mk.mig_keys:
         mid = slots.migrations.id(m)
         rec = migs.get(mid) if mid else None
         if rec is None:
-            vals: list[Value] = [NONE, NONE, int(MigrationState.ABSENT), 0,
-                                 int(MigrationState.ABSENT), 0, False]
+            vals = _NO_MIGRATION
         else:
-            vals = [sl.vmm(rec.source_propolis_id), sl.vmm(rec.target_propolis_id),
-                    int(rec.source_state), rec.source_gen, int(rec.target_state),
-                    rec.target_gen, rec.time_deleted is not None]
-        for name, v in zip(MIGRATION_VARS, vals, strict=True):
-            out[f"{name}.{m}"] = v
+            vals = [sl.vmm(rec[2]), sl.vmm(rec[3]), int(migration_state(rec[6])), rec[8],
+                    int(migration_state(rec[7])), rec[9], bool(rec[10])]
+        for name, v in zip(keys, vals, strict=True):
+            out[name] = v
     stray = sorted(set(migs) - set(slots.migrations.to_slot))
     if stray:
         out["unbound migration records"] = ", ".join(stray)
 
-    for key, _i in saga_keys(model):
+    for key, label, _mode, _pc in mk.sagas:
         sid = slots.sagas.get(key)
-        out[saga_label(key)] = "idle" if sid is None else impl_saga_label(ctrl, sid)
+        out[label] = "idle" if sid is None else impl_saga_label(ctrl, sid)
     bound = set(slots.sagas.values())
     live = [sid for nx in ctrl.nexuses.values() for sid in nx.executor._runs if sid not in bound]
     if live:

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from impl.background import abandoned_vmm_reaper, instance_watcher
+from impl.config import LifecycleConfig
 from impl.controller import Controller
-from impl.datastore import schema
+from impl.datastore import Datastore, schema
 from impl.datastore.records import MigrationRuntime, VmmRuntime, now
 from impl.errors import ApiError, NexusCrashed
 from impl.executor.dag import Outcome
@@ -70,6 +71,10 @@ API = "nexus-api"
 ENVIRONMENT_ONLY = ("sled-agent.vmm_transition", "sled-agent.migration_")
 SAGA_PREFIXES = frozenset(SAGA_NAMES)
 NCPUS, MEMORY = 2, 1024
+
+
+_SET_OWNER = (update(schema.saga).where(schema.saga.c.id == bindparam("b_id"))
+              .values(owner=bindparam("b_owner")))
 
 
 class Refused(Exception):
@@ -132,8 +137,13 @@ class Replayer:
         self.slots = SlotMap()
         keys = [k for k, _ in saga_keys(self.model)]
         self.nexus_of: dict[SagaKey, str] = {k: self._nexus_name(k) for k in keys}
+        # an in-memory SQLite database comes from a spare engine when an earlier replay left
+        # one (emptied): no schema creation and no statement compilation per trace
+        ds = Datastore(db_url, LifecycleConfig(trace.cfg.revision, frozenset(mutants)),
+                       pg_schema=pg_schema, reuse=True)
         self.ctrl = Controller(db_url=db_url, revision=trace.cfg.revision, mutants=mutants,
-                               nexus_ids=(API, *self.nexus_of.values()), pg_schema=pg_schema)
+                               nexus_ids=(API, *self.nexus_of.values()), pg_schema=pg_schema,
+                               datastore=ds)
         self.oracle = SledOracle(self.slots)
         install(self.ctrl.fleet, self.oracle)
         self.instance_id = ""
@@ -402,9 +412,8 @@ class Replayer:
         ex, run = found
         del ex._runs[saga_id]
         self.ctrl.nexuses[nexus_id].executor._runs[saga_id] = run
-        s = schema.saga
         with self.ctrl.datastore.tx() as conn:
-            conn.execute(update(s).where(s.c.id == saga_id).values(owner=nexus_id))
+            conn.execute(_SET_OWNER, {"b_id": saga_id, "b_owner": nexus_id})
 
     def _bind(self, pre: State, post: State) -> None:
         bound = set(self.slots.sagas.values())

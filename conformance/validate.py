@@ -18,7 +18,6 @@ from the record, found with Z3's Optimize) as a diff. docs/history-validation.md
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,7 +29,7 @@ from model.state import Config
 from model.z3enc import Encoding, Substitution, to_z3
 
 from .history_divergences import HistoryDivergence, alternatives
-from .history_file import Event, History
+from .history_file import Event, History, gc_paused
 from .history_steps import (
     BoundExceeded,
     Obs,
@@ -39,9 +38,11 @@ from .history_steps import (
     needed_bounds,
     observed_names,
     project,
+    project_values,
     start_step,
     steps_of,
 )
+from .history_steps import legend as step_legend
 from .nodes import GROUPS
 from .refinement import describe
 
@@ -273,6 +274,11 @@ class StepChecker:
 
 def validate(history: History, revision: str | None = None) -> Result:
     """Check every step of `history`, in seq order; stop at the first unexplained one."""
+    with gc_paused():
+        return _validate(history, revision)
+
+
+def _validate(history: History, revision: str | None) -> Result:
     per = history.by_instance()
     orders = {iid: appearance_order(evs) for iid, evs in per.items()}
     lists = {iid: steps_of(evs, orders[iid]) for iid, evs in per.items()}
@@ -283,20 +289,33 @@ def validate(history: History, revision: str | None = None) -> Result:
                  migrations=min(MAX_SLOTS, max(base.migrations, nm)))
     chk = checker_for(cfg)
     memo0 = len(chk.memo)
-    heap: list[tuple[int, str, int]] = []  # (seq, instance, step index; -1 = first event)
+    # (seq, instance, step index; -1 = first event), in commit order; every entry's seq is
+    # a different event's (a step ends at its last event, never an instance's first)
+    order: list[tuple[int, str, int]] = []
     for iid, evs in per.items():
-        heap.append((evs[0].seq, iid, -1))
-        heap += [(s.last.seq, iid, k) for k, s in enumerate(lists[iid])]
-    heapq.heapify(heap)
+        order.append((evs[0].seq, iid, -1))
+        order += [(s.last.seq, iid, k) for k, s in enumerate(lists[iid])]
+    order.sort()
     n_steps = 0
     divergences: Counter[str] = Counter()
+    memo = chk.memo
+    nv_, nm_ = cfg.vmms, cfg.migrations
 
     def done(failure: Unexplained | None) -> Result:
         return Result(len(history.events), n_steps, len(chk.memo) - memo0, cfg, failure,
                       divergences)
 
-    while heap:
-        _seq, iid, idx = heapq.heappop(heap)
+    for _seq, iid, idx in order:
+        if idx >= 0:  # the common case, inline: a step whose answer is memoized
+            step = lists[iid][idx]
+            try:
+                pre, post = project_values(step, nv_, nm_)
+            except BoundExceeded:
+                pass  # reported below
+            else:
+                if pre == post or memo.get((pre, post, step.label)):
+                    n_steps += 1
+                    continue
         if idx < 0:  # the instance's first event: the fresh instance, if recorded
             first = per[iid][0]
             if first.label != INIT_LABEL:
@@ -314,7 +333,7 @@ def validate(history: History, revision: str | None = None) -> Result:
         step = lists[iid][idx]
         n_steps += 1
         try:
-            pre, post, legend = project(step, cfg.vmms, cfg.migrations)
+            pre, post = project_values(step, cfg.vmms, cfg.migrations)
         except BoundExceeded as e:
             return done(Unexplained(step.last, step.first, step.label, str(e), {}))
         if pre == post or chk.explains(pre, post, step.label):
@@ -326,7 +345,7 @@ def validate(history: History, revision: str | None = None) -> Result:
         if div is not None:
             divergences[div.name] += 1
             continue
-        return done(chk.explain(step, pre, post, legend))
+        return done(chk.explain(step, pre, post, step_legend(step)))
     return done(None)
 
 

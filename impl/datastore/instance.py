@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, exists, func, or_, select, update
 
 from impl.datastore import schema as s
 from impl.datastore.base import DatastoreBase, instance_from_row, migration_from_row, vmm_from_row
@@ -39,6 +39,50 @@ def runtime_values(new: InstanceRuntime, lock_in_runtime: bool) -> dict[str, Any
     return values
 
 
+def _fetch_all_query(include_deleted: bool) -> Select[Any]:
+    """The `instance_fetch_all` statement (built once per variant: it is the hot read)."""
+    av = s.vmm.alias("av")
+    tv = s.vmm.alias("tv")
+    mg = s.migration.alias("mg")
+    cols = (
+        [c.label("i_" + c.name) for c in i.c]
+        + [c.label("a_" + c.name) for c in av.c]
+        + [c.label("t_" + c.name) for c in tv.c]
+        + [c.label("m_" + c.name) for c in mg.c]
+    )
+    j = (
+        i.outerjoin(av, and_(av.c.id == i.c.active_propolis_id, av.c.time_deleted.is_(None)))
+        .outerjoin(tv, and_(tv.c.id == i.c.target_propolis_id, tv.c.time_deleted.is_(None)))
+        .outerjoin(mg, and_(mg.c.id == i.c.migration_id, mg.c.time_deleted.is_(None)))
+    )
+    q = select(*cols).select_from(j).where(i.c.id == bindparam("instance_id"))
+    if not include_deleted:
+        q = q.where(i.c.time_deleted.is_(None))
+    return q
+
+
+_FETCH_ALL = _fetch_all_query(False)
+_FETCH_ALL_WITH_DELETED = _fetch_all_query(True)
+_BY_ID = select(i).where(i.c.id == bindparam("b_id"))
+_BY_ID_LIVE = _BY_ID.where(i.c.time_deleted.is_(None))
+
+
+def _runtime_update(lock_in_runtime: bool) -> Update:
+    """`instance_update_runtime`'s statement; the values are `runtime_values`' keys."""
+    cols = ["state", "state_generation", "time_state_updated", "active_propolis_id",
+            "target_propolis_id", "migration_id"]
+    if lock_in_runtime:
+        cols += ["updater_id", "updater_gen"]
+    return (
+        update(i)
+        .where(i.c.id == bindparam("b_id"), i.c.time_deleted.is_(None), i.c.state_generation < bindparam("b_gen"))
+        .values({c: bindparam("v_" + c) for c in cols})
+    )
+
+
+_RUNTIME_UPDATE = {flag: _runtime_update(flag) for flag in (False, True)}
+
+
 class InstanceQueries(DatastoreBase):
     """Queries on the `instance` table."""
 
@@ -48,8 +92,10 @@ class InstanceQueries(DatastoreBase):
         """CREATE_INSTANCE_RECORD (SPEC §4.11): idempotent insert, `Creating`, gen 1, lock gen 1."""
         t = now()
         with self.tx() as conn:
-            conn.execute(
-                self.insert_ignore(i).values(
+            self.insert_ignore_row(
+                conn,
+                i,
+                dict(
                     id=instance_id,
                     name=name,
                     project_id=project_id,
@@ -62,17 +108,14 @@ class InstanceQueries(DatastoreBase):
                     state_generation=1,
                     time_state_updated=t,
                     updater_gen=1,
-                )
+                ),
             )
-            row = conn.execute(select(i).where(i.c.id == instance_id)).one()
+            row = conn.execute(_BY_ID, {"b_id": instance_id}).one()
         return instance_from_row(row)
 
     def instance_fetch(self, instance_id: str, include_deleted: bool = True) -> InstanceRecord | None:
         with self.tx() as conn:
-            q = select(i).where(i.c.id == instance_id)
-            if not include_deleted:
-                q = q.where(i.c.time_deleted.is_(None))
-            row = conn.execute(q).first()
+            row = conn.execute(_BY_ID if include_deleted else _BY_ID_LIVE, {"b_id": instance_id}).first()
         return None if row is None else instance_from_row(row)
 
     def instance_list(self, include_deleted: bool = False) -> list[InstanceRecord]:
@@ -84,17 +127,11 @@ class InstanceQueries(DatastoreBase):
 
     def instance_update_runtime(self, instance_id: str, new: InstanceRuntime) -> bool:
         """`instance_update_runtime`: CAS on `state_generation < new.gen` (SPEC §4 notation)."""
-        stmt = (
-            update(i)
-            .where(
-                i.c.id == instance_id,
-                i.c.time_deleted.is_(None),
-                i.c.state_generation < new.gen,
-            )
-            .values(**runtime_values(new, self.has("lock-in-runtime-state")))
-        )
+        values = runtime_values(new, self.has("lock-in-runtime-state"))
+        params = {"v_" + k: x for k, x in values.items()}
+        params["b_id"], params["b_gen"] = instance_id, new.gen
         with self.tx() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(_RUNTIME_UPDATE["updater_id" in values], params).rowcount == 1
 
     def instance_set_migration_ids(
         self, instance_id: str, src_propolis_id: str, migration_id: str, target_propolis_id: str
@@ -182,25 +219,9 @@ class InstanceQueries(DatastoreBase):
 
     def instance_fetch_all(self, instance_id: str, include_deleted: bool = False) -> InstanceSnapshot | None:
         """`instance_fetch_all` (SPEC §4.6): one query, every join requiring `time_deleted IS NULL`."""
-        av = s.vmm.alias("av")
-        tv = s.vmm.alias("tv")
-        mg = s.migration.alias("mg")
-        cols = (
-            [c.label("i_" + c.name) for c in i.c]
-            + [c.label("a_" + c.name) for c in av.c]
-            + [c.label("t_" + c.name) for c in tv.c]
-            + [c.label("m_" + c.name) for c in mg.c]
-        )
-        j = (
-            i.outerjoin(av, and_(av.c.id == i.c.active_propolis_id, av.c.time_deleted.is_(None)))
-            .outerjoin(tv, and_(tv.c.id == i.c.target_propolis_id, tv.c.time_deleted.is_(None)))
-            .outerjoin(mg, and_(mg.c.id == i.c.migration_id, mg.c.time_deleted.is_(None)))
-        )
-        q = select(*cols).select_from(j).where(i.c.id == instance_id)
-        if not include_deleted:
-            q = q.where(i.c.time_deleted.is_(None))
+        q = _FETCH_ALL_WITH_DELETED if include_deleted else _FETCH_ALL
         with self.tx() as conn:
-            row = conn.execute(q).first()
+            row = conn.execute(q, {"instance_id": instance_id}).first()
         if row is None:
             return None
         return InstanceSnapshot(

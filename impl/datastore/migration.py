@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from impl.datastore import schema as s
 from impl.datastore.base import DatastoreBase, migration_from_row
@@ -11,6 +11,7 @@ from impl.datastore.records import MigrationRecord, now
 from model.vocab import MigrationState
 
 m = s.migration
+_BY_ID = select(m).where(m.c.id == bindparam("b_id"))
 
 
 class MigrationQueries(DatastoreBase):
@@ -20,8 +21,10 @@ class MigrationQueries(DatastoreBase):
         """CREATE_MIGRATION_RECORD: both sides `Pending`, both generations 1; idempotent."""
         pending = db_name(MigrationState.PENDING)
         with self.tx() as conn:
-            conn.execute(
-                self.insert_ignore(m).values(
+            self.insert_ignore_row(
+                conn,
+                m,
+                dict(
                     id=migration_id,
                     instance_id=instance_id,
                     time_created=now(),
@@ -32,16 +35,16 @@ class MigrationQueries(DatastoreBase):
                     target_state=pending,
                     target_propolis_id=target_propolis_id,
                     target_gen=1,
-                )
+                ),
             )
-            row = conn.execute(select(m).where(m.c.id == migration_id)).one()
+            row = conn.execute(_BY_ID, {"b_id": migration_id}).one()
         rec = migration_from_row(row)
         assert rec is not None
         return rec
 
     def migration_fetch(self, migration_id: str) -> MigrationRecord | None:
         with self.tx() as conn:
-            row = conn.execute(select(m).where(m.c.id == migration_id)).first()
+            row = conn.execute(_BY_ID, {"b_id": migration_id}).first()
         return None if row is None else migration_from_row(row)
 
     def migration_mark_failed(self, migration_id: str) -> bool:

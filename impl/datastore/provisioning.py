@@ -24,12 +24,8 @@ class ProvisioningQueries(DatastoreBase):
         Returns True when this call made the charge. No silo quota is modelled.
         """
         with self.tx() as conn:
-            stmt = (
-                self.insert_ignore(r)
-                .values(id=instance_id, cpus_provisioned=cpus, ram_provisioned=ram, resource_type="instance")
-                .returning(r.c.id)
-            )
-            return conn.execute(stmt).first() is not None
+            values = {"id": instance_id, "cpus_provisioned": cpus, "ram_provisioned": ram, "resource_type": "instance"}
+            return self.insert_ignore_row(conn, r, values, returning="id").first() is not None
 
     def virtual_provisioning_collection_delete_instance(
         self, instance_id: str, cpus: int = 0, ram: int = 0

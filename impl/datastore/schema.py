@@ -190,14 +190,26 @@ def create_all(conn: Connection) -> None:
         conn.exec_driver_sql(stmt)
     have = conn.execute(virtual_provisioning_collection.select()).first()
     if have is None:
-        conn.execute(
-            virtual_provisioning_collection.insert(),
-            [
-                {"id": PROJECT_ID, "collection_type": "project", "cpus_provisioned": 0, "ram_provisioned": 0},
-                {"id": SILO_ID, "collection_type": "silo", "cpus_provisioned": 0, "ram_provisioned": 0},
-                {"id": FLEET_ID, "collection_type": "fleet", "cpus_provisioned": 0, "ram_provisioned": 0},
-            ],
-        )
+        _insert_collections(conn)
+
+
+def clear_all(conn: Connection) -> None:
+    """Empty every table and put back the collection rows `create_all` starts with: the
+    database as it is right after `create_all`, without creating anything again."""
+    for table in reversed(metadata.sorted_tables):
+        conn.execute(table.delete())
+    _insert_collections(conn)
+
+
+def _insert_collections(conn: Connection) -> None:
+    conn.execute(
+        virtual_provisioning_collection.insert(),
+        [
+            {"id": PROJECT_ID, "collection_type": "project", "cpus_provisioned": 0, "ram_provisioned": 0},
+            {"id": SILO_ID, "collection_type": "silo", "cpus_provisioned": 0, "ram_provisioned": 0},
+            {"id": FLEET_ID, "collection_type": "fleet", "cpus_provisioned": 0, "ram_provisioned": 0},
+        ],
+    )
 
 
 PROJECT_ID = "00000000-0000-4000-8000-000000000001"

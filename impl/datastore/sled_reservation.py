@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, bindparam, delete, func, select
 
 from impl.datastore import schema as s
 from impl.datastore.base import DatastoreBase
@@ -11,13 +11,22 @@ from impl.errors import InsufficientCapacity
 sr = s.sled_resource
 sl = s.sled
 
+# built once (statement construction costs more than running them on SQLite)
+_SLED_OF = select(sr.c.sled_id).where(sr.c.id == bindparam("b_id"))
+_used = select(sr.c.sled_id, func.sum(sr.c.hardware_threads).label("used")).group_by(sr.c.sled_id).subquery()
+_LEAST_RESERVED = (
+    select(sl.c.id)
+    .select_from(sl.outerjoin(_used, _used.c.sled_id == sl.c.id))
+    .where(func.coalesce(_used.c.used, 0) + bindparam("b_threads", type_=Integer) <= sl.c.usable_hardware_threads)
+    .order_by(func.coalesce(_used.c.used, 0), sl.c.id)
+    .limit(1)
+)
+
 
 class SledReservationQueries(DatastoreBase):
     def sled_upsert(self, sled_id: str, ip: str, hardware_threads: int = 128) -> None:
         with self.tx() as conn:
-            conn.execute(
-                self.insert_ignore(sl).values(id=sled_id, ip=ip, usable_hardware_threads=hardware_threads)
-            )
+            self.insert_ignore_row(conn, sl, {"id": sled_id, "ip": ip, "usable_hardware_threads": hardware_threads})
 
     def sled_list(self) -> list[tuple[str, str]]:
         with self.tx() as conn:
@@ -32,36 +41,27 @@ class SledReservationQueries(DatastoreBase):
         for `reserve_on_random_sled` deterministically.
         """
         with self.tx() as conn:
-            have = conn.execute(select(sr.c.sled_id).where(sr.c.id == vmm_id)).first()
+            have = conn.execute(_SLED_OF, {"b_id": vmm_id}).first()
             if have is not None:
                 return str(have[0])
             if sled_id is None:
-                used = (
-                    select(sr.c.sled_id, func.sum(sr.c.hardware_threads).label("used"))
-                    .group_by(sr.c.sled_id)
-                    .subquery()
-                )
-                row = conn.execute(
-                    select(sl.c.id)
-                    .select_from(sl.outerjoin(used, used.c.sled_id == sl.c.id))
-                    .where(func.coalesce(used.c.used, 0) + hardware_threads <= sl.c.usable_hardware_threads)
-                    .order_by(func.coalesce(used.c.used, 0), sl.c.id)
-                    .limit(1)
-                ).first()
+                row = conn.execute(_LEAST_RESERVED, {"b_threads": hardware_threads}).first()
                 if row is None:
                     raise InsufficientCapacity("no sled has room for this VMM")
                 sled_id = str(row[0])
-            conn.execute(
-                self.insert_ignore(sr).values(
+            self.insert_ignore_row(
+                conn,
+                sr,
+                dict(
                     id=vmm_id,
                     sled_id=sled_id,
                     hardware_threads=hardware_threads,
                     rss_ram=0,
                     reservoir_ram=ram,
                     kind="instance",
-                )
+                ),
             )
-            return str(conn.execute(select(sr.c.sled_id).where(sr.c.id == vmm_id)).scalar_one())
+            return str(conn.execute(_SLED_OF, {"b_id": vmm_id}).scalar_one())
 
     def sled_reservation_delete(self, vmm_id: str) -> bool:
         """`sled_reservation_delete`: a plain DELETE by VMM id, hence idempotent."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, or_, select, update
 
 from impl.datastore import schema as s
 from impl.datastore.base import DatastoreBase, vmm_from_row
@@ -16,6 +17,42 @@ from model.vocab import VmmState, destroyable_states, mark_deleted_states
 v = s.vmm
 m = s.migration
 i = s.instance
+
+
+# the statements of the report path and the by-id read, built once (statement construction
+# costs more than running them on SQLite); values go in as parameters
+_VMM_BY_ID: Select[Any] = select(v).where(v.c.id == bindparam("b_id"))
+_MIGRATION_BY_ID: Select[Any] = select(m).where(m.c.id == bindparam("b_id"))
+
+
+def _vmm_runtime_update(guard: bool) -> Update:
+    conds = [v.c.id == bindparam("b_id"), v.c.time_deleted.is_(None)]
+    if guard:
+        conds.append(v.c.state_generation < bindparam("b_gen"))
+    return update(v).where(*conds).values(
+        state=bindparam("b_state"),
+        state_generation=bindparam("b_gen"),
+        time_state_updated=bindparam("b_time"),
+    )
+
+
+def _migration_side_update(side: str, guard: bool) -> Update:
+    gen_col = m.c[f"{side}_gen"]
+    pid_col = m.c[f"{side}_propolis_id"]
+    conds = [m.c.id == bindparam("b_id"), m.c.time_deleted.is_(None), pid_col == bindparam("b_vmm")]
+    if guard:
+        conds.append(gen_col < bindparam("b_gen"))
+    return update(m).where(*conds).values(
+        {
+            f"{side}_state": bindparam("b_state"),
+            f"{side}_gen": bindparam("b_gen"),
+            f"time_{side}_updated": bindparam("b_time"),
+        }
+    )
+
+
+_VMM_RUNTIME = {g: _vmm_runtime_update(g) for g in (True, False)}
+_MIGRATION_SIDE = {(side, g): _migration_side_update(side, g) for side in ("target", "source") for g in (True, False)}
 
 
 @dataclass(frozen=True)
@@ -42,8 +79,10 @@ class VmmQueries(DatastoreBase):
         """CREATE_VMM_RECORD (SPEC §4.2/§4.4 node 4): idempotent insert at gen 1."""
         t = now()
         with self.tx() as conn:
-            conn.execute(
-                self.insert_ignore(v).values(
+            self.insert_ignore_row(
+                conn,
+                v,
+                dict(
                     id=vmm_id,
                     time_created=t,
                     time_deleted=None,
@@ -54,16 +93,16 @@ class VmmQueries(DatastoreBase):
                     state=db_name(state),
                     state_generation=1,
                     time_state_updated=t,
-                )
+                ),
             )
-            row = conn.execute(select(v).where(v.c.id == vmm_id)).one()
+            row = conn.execute(_VMM_BY_ID, {"b_id": vmm_id}).one()
         rec = vmm_from_row(row)
         assert rec is not None
         return rec
 
     def vmm_fetch(self, vmm_id: str) -> VmmRecord | None:
         with self.tx() as conn:
-            row = conn.execute(select(v).where(v.c.id == vmm_id)).first()
+            row = conn.execute(_VMM_BY_ID, {"b_id": vmm_id}).first()
         return None if row is None else vmm_from_row(row)
 
     def vmm_list(self, include_deleted: bool = False) -> list[VmmRecord]:
@@ -106,18 +145,10 @@ class VmmQueries(DatastoreBase):
             raise BadRequest("migration_in and migration_out carry the same migration id")
         guard = not self.has("reports-ignore-generation")
         with self.tx() as conn:
-            conds = [v.c.id == vmm_id, v.c.time_deleted.is_(None)]
-            if guard:
-                conds.append(v.c.state_generation < new.gen)
             vmm_updated = (
                 conn.execute(
-                    update(v)
-                    .where(*conds)
-                    .values(
-                        state=db_name(new.state),
-                        state_generation=new.gen,
-                        time_state_updated=new.time_updated,
-                    )
+                    _VMM_RUNTIME[guard],
+                    {"b_id": vmm_id, "b_gen": new.gen, "b_state": db_name(new.state), "b_time": new.time_updated},
                 ).rowcount
                 == 1
             )
@@ -126,24 +157,18 @@ class VmmQueries(DatastoreBase):
                 if mig is None:
                     updated[side] = False
                     continue
-                gen_col = m.c[f"{side}_gen"]
-                pid_col = m.c[f"{side}_propolis_id"]
-                mconds = [m.c.id == mig.migration_id, m.c.time_deleted.is_(None), pid_col == vmm_id]
-                if guard:
-                    mconds.append(gen_col < mig.gen)
                 n = conn.execute(
-                    update(m)
-                    .where(*mconds)
-                    .values(
-                        {
-                            f"{side}_state": db_name(mig.state),
-                            f"{side}_gen": mig.gen,
-                            f"time_{side}_updated": mig.time_updated,
-                        }
-                    )
+                    _MIGRATION_SIDE[(side, guard)],
+                    {
+                        "b_id": mig.migration_id,
+                        "b_vmm": vmm_id,
+                        "b_gen": mig.gen,
+                        "b_state": db_name(mig.state),
+                        "b_time": mig.time_updated,
+                    },
                 ).rowcount
                 if n == 0:
-                    row = conn.execute(select(m).where(m.c.id == mig.migration_id)).first()
+                    row = conn.execute(_MIGRATION_BY_ID, {"b_id": mig.migration_id}).first()
                     if row is None or row.time_deleted is not None:
                         raise NotFound(f"migration {mig.migration_id} is gone")
                     if row._mapping[f"{side}_propolis_id"] != vmm_id:
