@@ -91,3 +91,13 @@ def test_cli_generate(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["traces", "generate", "--revision", "nope", "--out",
                                    str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_become_updater_on_a_deleted_instance_replays_clean() -> None:
+    """Found by the lockstep machine: an update saga's child inherits the lock after the
+    instance was deleted. SPEC §5 says AlreadyLocked (the parent finishes, §4.6); the
+    implementation used to raise another error and unwind the parent."""
+    path = Path(__file__).parent / "traces" / "become-updater-on-deleted-instance.itf.json"
+    res = replay_trace(load_itf(path), str(path))
+    assert res.mismatch is None, res.mismatch.render()
+    assert res.steps == 31

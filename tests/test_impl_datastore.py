@@ -138,6 +138,16 @@ def test_unlocking_a_deleted_instance_is_okay(ds: Datastore) -> None:
         ds.instance_updater_unlock("nope", lock)
 
 
+def test_inheriting_on_a_deleted_instance_is_already_locked(ds: Datastore) -> None:
+    """SPEC §5: a failed inherit that does not find the child's own id is AlreadyLocked,
+    also when the instance was deleted meanwhile; the parent then finishes (§4.6)."""
+    _stopped(ds)
+    parent = ds.instance_updater_lock("i1", "P")
+    ds.project_delete_instance("i1")
+    with pytest.raises(AlreadyLocked, match="instance deleted"):
+        ds.instance_updater_inherit_lock("i1", parent, "C")
+
+
 def test_inherit_lock(ds: Datastore) -> None:
     _stopped(ds)
     parent = ds.instance_updater_lock("i1", "P")

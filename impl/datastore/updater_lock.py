@@ -74,11 +74,14 @@ class UpdaterLockQueries(DatastoreBase):
         if n == 1:
             return UpdaterLock(child_id, g + 1)
         found = self._lock_row(instance_id)
-        if found is None or found[2]:
+        if found is None:
             raise UpdaterLockError(f"instance {instance_id} not found")
         if found[0] == child_id:
             return UpdaterLock(child_id, g + 1)
-        raise AlreadyLocked(f"instance {instance_id}: lock not inheritable from {parent}")
+        # SPEC §5: anything else, a soft-deleted instance included, is AlreadyLocked, which
+        # the parent saga takes as "a sibling already inherited" and finishes (§4.6)
+        raise AlreadyLocked(f"instance {instance_id}: lock not inheritable from {parent}"
+                            + (" (instance deleted)" if found[2] else ""))
 
     def instance_updater_unlock(self, instance_id: str, lock: UpdaterLock) -> bool:
         """Release (SPEC §5): only the holder `{L, g}` can release; a second release is a no-op.
