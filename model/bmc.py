@@ -1,7 +1,7 @@
 """Bounded model checking with Z3.
 
-Paths of up to `depth` steps start from the seed states (see `seeds.py`). The check is
-incremental: at each depth one query asks whether any property not yet refuted fails at the
+Paths of up to `depth` steps start from the seed states (see `seeds.py`). The check goes
+depth by depth: at each depth one query asks whether any property not yet refuted fails at the
 new last step. A model of that query is the shortest counterexample for the properties it
 breaks; those are recorded and the query is repeated without them. When the query is
 unsatisfiable, every remaining property holds at this depth on every path, and is asserted
@@ -41,7 +41,18 @@ from .state import Config
 from .step import State, apply
 from .z3enc import Encoding, Substitution
 
-SOLVER_LOGIC = "QF_BV"
+# How `Checker` solves: each check runs this tactic pipeline on the whole unrolled path, from
+# scratch. `solve-eqs` turns every next-state variable into its definition and
+# `propagate-values` pushes the seed's constants through the path before bit-blasting, which
+# an incremental solver cannot do (later steps mention the earlier variables); that outweighs
+# re-solving the shallower depths (docs/decisions.md, "Solver").
+SOLVER_TACTIC = ("simplify", "propagate-values", "solve-eqs", "simplify", "max-bv-sharing",
+                 "bit-blast", "aig", "sat")
+
+
+def make_solver() -> z3.Solver:
+    """The solver for one BMC run (see `SOLVER_TACTIC`)."""
+    return z3.Then(*SOLVER_TACTIC).solver()
 
 
 class AgreementError(RuntimeError):
@@ -169,7 +180,7 @@ class Checker:
             else:
                 pending.append(inv)
 
-        solver = z3.SolverFor(SOLVER_LOGIC)
+        solver = make_solver()
         states = [enc.state_vars(0)]
         solver.add(z3.Or(*[enc.equals(states[0], sd.state) for sd in self.seeds]))
         acts: list[Any] = []
