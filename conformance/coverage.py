@@ -3,6 +3,8 @@
 Goals are strings: `action:<label>` for every action of the model, and
 `pair:<external state>/<active VMM state>` for every combination of the instance's external
 state (SPEC §3) and the state of its active VMM row (`none` when no active VMM is present).
+`node:<saga>.<NODE>:<fail|crash>` goals (saga nodes as failure and crash points) are made
+of action goals; see `goals.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from collections.abc import Set as AbstractSet
 
 from model.actions import Model
 from model.effective_state import active_vmm_present, effective_state
-from model.expr import CONCRETE, Ctx
+from model.expr import CONCRETE, Ctx, Val
+from model.state import Config
 from model.step import State
 from model.vocab import ExternalState, VmmState
 
@@ -20,13 +23,18 @@ def action_goal(label: str) -> str:
     return f"action:{label}"
 
 
+def pair_parts(ctx: Ctx, cfg: Config) -> tuple[Val, Val, Val]:
+    """The instance's external state, whether an active VMM is present, and that VMM's
+    state: the pair goal of a state, over a concrete or a Z3 `Ctx` (the search for pair
+    goals in `goals.py` states its predicate with this function too)."""
+    return (effective_state(ctx, cfg), active_vmm_present(ctx),
+            ctx.at("v_state", ctx["i_active"]))
+
+
 def pair_of(model: Model, s: State) -> str:
-    ctx = Ctx(CONCRETE, s, model.layout.sizes)
-    ext = ExternalState(int(effective_state(ctx, model.cfg))).name
-    vmm = "none"
-    if active_vmm_present(ctx):
-        vmm = VmmState(int(ctx.at("v_state", ctx["i_active"]))).name
-    return f"pair:{ext}/{vmm}"
+    ext, present, vmm = pair_parts(Ctx(CONCRETE, s, model.layout.sizes), model.cfg)
+    v = VmmState(int(vmm)).name if present else "none"
+    return f"pair:{ExternalState(int(ext)).name}/{v}"
 
 
 def all_action_goals(model: Model) -> list[str]:

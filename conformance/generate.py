@@ -3,22 +3,28 @@
 Seeded random walks over the model's concrete step function (`model/step.py`), steered
 towards coverage goals (`conformance/coverage.py`): at each step, an enabled action that
 covers a goal not yet covered is preferred, and each walk continues a prefix found earlier
-(go-explore: the least-chosen coarse state of an archive). Finally every action still
-uncovered is tried after each stored prefix, shortest first ("last mile"). A walk is cut after the last step
-that covered a new goal and written as an ITF trace (prefix included); walks that cover
-nothing new are dropped, so every trace in the suite is distinct and covers at least one goal
-first. The hand-written traces of `conformance/scenarios.py` are always included.
-Steps that run into a known divergence (`conformance/divergences.py`) are never taken.
-The same seed gives the same suite.
+(go-explore: the least-chosen coarse state of an archive). Then every action still
+uncovered is tried after each stored prefix, shortest first ("last mile"). A walk is cut
+after the last step that covered a new goal and written as an ITF trace (prefix included);
+walks that cover nothing new are dropped, so every trace in the suite is distinct and covers
+at least one goal first. The hand-written traces of `conformance/scenarios.py` are always
+included. Steps that run into a known divergence (`conformance/divergences.py`) are never
+taken. The same seed gives the same suite.
 
-Not done (yet): Z3-directed search for goals the walks miss, and proofs that the remaining
-goals are unreachable; goals not covered are reported as "not covered", not as unreachable.
+Finally (`Z3Options`, `conformance/goals.py`) every action or pair goal still open is either
+proven unreachable (unsat together with an inductive lemma set that is re-proven on every
+run), or searched by bounded model checking from the checker's seeds: the shortest path from
+any seed, replayed concretely, blocked and asked again if it runs into a known divergence.
+A goal neither proven nor found within the depth and time budget is reported as undecided,
+never as unreachable. Saga nodes as failure and crash points are the `node:` goals: a node
+outcome is covered when one of its per-slot actions is.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +35,16 @@ from model.step import ModelBoundExceeded, State, apply, successors
 from model.trace import write_itf
 from model.vocab import MUTANTS
 
-from .coverage import TeethGoals, all_action_goals, goals_of_step, pair_of
+from .coverage import TeethGoals, all_action_goals, all_pair_goals, goals_of_step, pair_of
 from .divergences import divergence_at
+from .goals import (
+    Start,
+    bmc_search,
+    node_goals,
+    prove_unreachable,
+    seed_paths,
+    stored_proof,
+)
 from .scenarios import DIRECTED
 
 
@@ -46,6 +60,12 @@ class Suite:
     cfg: Config
     walks: list[Walk] = field(default_factory=list)
     covered: dict[str, int] = field(default_factory=dict)  # goal -> index of the first walk
+    sample: dict[tuple[object, ...], State] = field(default_factory=dict)  # states visited
+    z3_found: list[str] = field(default_factory=list)  # goals first covered by a Z3 path
+    unreachable: list[str] = field(default_factory=list)  # goals proven unreachable
+    undecided: dict[str, str] = field(default_factory=dict)  # goal -> why still open
+    lemmas: int = 0  # size of the inductive lemma set the proofs used
+    disagreements: list[str] = field(default_factory=list)  # Z3 paths not concrete
 
     def action_coverage(self, model: Model) -> tuple[int, int]:
         goals = all_action_goals(model)
@@ -57,6 +77,39 @@ class Suite:
     def pairs(self) -> list[str]:
         return sorted(g for g in self.covered if g.startswith("pair:"))
 
+    def categories(self, model: Model) -> dict[str, dict[str, list[str]]]:
+        """Per goal category (action, pair, node): covered, by Z3, unreachable, undecided."""
+        goals = {"action": all_action_goals(model), "pair": all_pair_goals()}
+        out: dict[str, dict[str, list[str]]] = {}
+        for cat, gs in goals.items():
+            out[cat] = {
+                "total": gs,
+                "covered": [g for g in gs if g in self.covered],
+                "z3_found": [g for g in gs if g in self.z3_found],
+                "unreachable": [g for g in gs if g in self.unreachable],
+                "undecided": [g for g in gs if g in self.undecided],
+                "not_covered": [g for g in gs if g not in self.covered
+                                and g not in self.unreachable],
+            }
+        nodes = node_goals(model)
+        node_out: dict[str, list[str]] = {"total": list(nodes), "covered": [], "z3_found": [],
+                                          "unreachable": [], "undecided": [],
+                                          "not_covered": []}
+        for n, acts in nodes.items():
+            if any(a in self.covered for a in acts):
+                node_out["covered"].append(n)
+                first = min((self.covered[a], a) for a in acts if a in self.covered)[1]
+                if first in self.z3_found:
+                    node_out["z3_found"].append(n)
+            elif all(a in self.unreachable for a in acts):
+                node_out["unreachable"].append(n)
+            else:
+                node_out["not_covered"].append(n)
+                if any(a in self.undecided for a in acts):
+                    node_out["undecided"].append(n)
+        out["node"] = node_out
+        return out
+
 
 def _cell(s: State) -> tuple[object, ...]:
     """A coarse abstraction of a state, used to pick diverse places to continue from."""
@@ -67,7 +120,8 @@ def _cell(s: State) -> tuple[object, ...]:
 
 
 def _walk(model: Model, rng: random.Random, start: Walk, length: int,
-          covered: dict[str, int], greed: float, teeth: TeethGoals) -> Walk:
+          covered: dict[str, int], greed: float, teeth: TeethGoals,
+          sample: dict[tuple[object, ...], State]) -> Walk:
     """Continue `start` by up to `length` random steps; cut after the last new goal."""
     s = start.states[-1]
     labels = list(start.labels)
@@ -92,6 +146,7 @@ def _walk(model: Model, rng: random.Random, start: Walk, length: int,
         label = model.actions[i].label
         labels.append(label)
         states.append(t)
+        sample.setdefault(tuple(t.values()), t)
         s = t
         gained = [g for g in sorted(goals[i]) if g not in covered and g not in seen]
         if gained:
@@ -119,7 +174,8 @@ def _seed_walks(model: Model) -> list[Walk]:
 
 
 def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 30,
-                   greed: float = 0.8, max_len: int = 90, last_mile: bool = True) -> Suite:
+                   greed: float = 0.8, max_len: int = 90, last_mile: bool = True,
+                   z3: Z3Options | None = None) -> Suite:
     """Go-explore style search: each walk continues a stored prefix (the fresh instance, or
     a walk that found something new, preferring rarely chosen coarse states) until every
     action is covered or `walks` walks ran."""
@@ -160,7 +216,7 @@ def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 3
         chosen[cell] = chosen.get(cell, 0) + 1
         start = archive[cell]
         w = _walk(model, rng, start, min(length, max_len - len(start.labels)),
-                  suite.covered, greed, teeth)
+                  suite.covered, greed, teeth, suite.sample)
         if not w.new_goals:
             continue
         for g in w.new_goals:
@@ -174,7 +230,114 @@ def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 3
             break
     if last_mile:
         _last_mile(model, suite, archive)
+    if z3 is not None:
+        _z3_goals(model, suite, teeth, z3)
     return suite
+
+
+@dataclass
+class Z3Options:
+    """Bounds of the Z3 part: path length, time per goal, time overall."""
+
+    depth: int = 10
+    walk_depth: int = 3  # then from every state on a stored walk, this many steps
+    goal_seconds: float = 20.0
+    total_seconds: float = 600.0
+    log: Callable[[str], None] | None = None
+
+
+def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> None:
+    """Goals still open after the walks: proven unreachable with the stored inductive
+    lemmas (`conformance/goals.py`), else searched by bounded model checking from the
+    seeds; what neither settles is undecided."""
+    import time
+
+    from model.bmc import encoding_for
+
+    deadline = time.perf_counter() + opt.total_seconds
+    enc = encoding_for(model.cfg)
+    proof = stored_proof(model, enc, log=opt.log)
+    suite.lemmas = len(proof.lemmas)
+    open_goals = [g for g in all_action_goals(model) + all_pair_goals()
+                  if g not in suite.covered]
+    suite.unreachable = prove_unreachable(model, enc, proof, open_goals) if proof.lemmas else []
+    if opt.log is not None:
+        opt.log(f"{len(proof.lemmas)} inductive lemmas ({proof.seconds:.1f}s); "
+                f"{len(suite.unreachable)} of {len(open_goals)} open goals proven unreachable")
+    todo = [g for g in open_goals if g not in suite.unreachable]
+
+    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
+        return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
+
+    res = bmc_search(model, enc, todo, seed_paths(model), covers, max_depth=opt.depth,
+                     goal_seconds=opt.goal_seconds, deadline=deadline, lemmas=proof.lemmas)
+    if opt.walk_depth and res.undecided:
+        # goals too deep for the seeds: the shortest continuation of any state on a stored
+        # walk (minimal given that walk's prefix)
+        starts: dict[tuple[object, ...], Start] = {}
+        for w in suite.walks:
+            for n in range(len(w.labels) + 1):
+                starts.setdefault(tuple(w.states[n].values()),
+                                  Start(f"walk-{n}", w.labels[:n], w.states[:n + 1]))
+        more = bmc_search(model, enc, list(res.undecided), list(starts.values()), covers,
+                          max_depth=opt.walk_depth, goal_seconds=opt.goal_seconds,
+                          deadline=deadline, lemmas=proof.lemmas)
+        res.found += more.found
+        res.blocked += more.blocked
+        res.disagreements += more.disagreements
+        res.undecided = {g: f"{why}; from walk states: {more.undecided[g]}"
+                         for g, why in res.undecided.items() if g in more.undecided}
+    for f in res.found:
+        labels = [*f.start.labels, *f.labels]
+        states = [*f.start.states, *f.states]
+        new: list[str] = []
+        for n, lab in enumerate(labels, start=1):
+            gs = goals_of_step(model, lab, states[n]) | teeth.goals(
+                lab, states[n - 1], states[n], suite.covered.keys() | set(new))
+            new += [g for g in sorted(gs) if g not in suite.covered and g not in new]
+        for g in new:
+            suite.covered[g] = len(suite.walks)
+        suite.z3_found += [g for g in new if not g.startswith("teeth:")]
+        suite.walks.append(Walk(labels, states, new))
+    found_walks = suite.walks[len(suite.walks) - len(res.found):]
+    for g in list(res.undecided):
+        # an open action enabled on a path Z3 found (a sibling outcome of the same node,
+        # say) is covered by that path's prefix plus this step: no longer than Z3's path
+        if not g.startswith("action:") or g in suite.covered:
+            continue
+        i = model.action_index(g.removeprefix("action:"))
+        for w in found_walks:
+            hit = _extend(model, w, i)
+            if hit is not None:
+                hit.new_goals = sorted(goals_of_step(model, hit.labels[-1], hit.states[-1])
+                                       - suite.covered.keys())
+                for h in hit.new_goals:
+                    suite.covered[h] = len(suite.walks)
+                suite.z3_found += hit.new_goals
+                suite.walks.append(hit)
+                break
+    suite.undecided = {g: why for g, why in res.undecided.items() if g not in suite.covered}
+    suite.disagreements = res.disagreements
+    if opt.log is not None:
+        opt.log(f"Z3 search: {len(res.found)} paths, {len(suite.z3_found)} goals, "
+                f"{len(suite.undecided)} undecided, {res.blocked} paths blocked")
+        for d in res.disagreements:
+            opt.log(f"Z3/concrete disagreement (path dropped): {d}")
+
+
+def _extend(model: Model, w: Walk, i: int) -> Walk | None:
+    """The shortest prefix of `w` after which action `i` is enabled (and runs into no known
+    divergence), plus that step."""
+    for n, s in enumerate(w.states):
+        if divergence_at(model.actions[i], s) is not None:
+            continue
+        try:
+            t = apply(model, i, s)
+        except ModelBoundExceeded:
+            continue
+        if t is not None:
+            return Walk([*w.labels[:n], model.actions[i].label], [*w.states[:n + 1], t], [])
+    return None
 
 
 def _last_mile(model: Model, suite: Suite, archive: dict[tuple[object, ...], Walk]) -> None:
@@ -223,6 +386,11 @@ def write_suite(suite: Suite, out: Path, seed: int) -> list[Path]:
         "goals": {g: paths[i].name for g, i in sorted(suite.covered.items())},
         "actions_not_covered": sorted(g for g in all_action_goals(model)
                                       if g not in suite.covered),
+        "lemmas": suite.lemmas,
+        "categories": {cat: {k: (len(v) if k == "total" else v) for k, v in d.items()}
+                       for cat, d in suite.categories(model).items()},
+        "undecided": suite.undecided,
+        "z3_disagreements": suite.disagreements,
     }
     (out / "goals.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return paths

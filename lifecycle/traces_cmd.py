@@ -32,10 +32,17 @@ def generate(
     last_mile: bool = typer.Option(True, "--last-mile/--no-last-mile",
                                    help="Finally try every uncovered action after every "
                                         "stored prefix."),
+    z3: bool = typer.Option(True, "--z3/--no-z3",
+                            help="Prove open goals unreachable, or search them with Z3."),
+    z3_depth: int = typer.Option(10, "--z3-depth", help="Longest Z3 path from a seed."),
+    z3_goal_seconds: float = typer.Option(20.0, "--z3-goal-seconds",
+                                          help="Z3 time budget per open goal."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="List the goals proven unreachable and undecided."),
 ) -> None:
-    """Write a suite of model traces covering every action it can reach, plus goals.json."""
-    from conformance.coverage import all_action_goals
-    from conformance.generate import generate_suite, write_suite
+    """Write a suite of model traces covering every goal it can reach, plus goals.json."""
+    from conformance.generate import Z3Options, generate_suite, write_suite
+    from conformance.goals import nodes_lacking
     from model.actions import model_for
     from model.state import Config
 
@@ -45,20 +52,72 @@ def generate(
         raise _usage(str(e)) from None
     if walks < 1:
         raise _usage(f"--walks must be positive, got {walks}")
-    suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile)
+    opt = Z3Options(depth=z3_depth, goal_seconds=z3_goal_seconds,
+                    log=(lambda m: err.print(m, markup=False, highlight=False))
+                    if verbose else None) if z3 else None
+    suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile, z3=opt)
     paths = write_suite(suite, out, seed)
     model = model_for(cfg)
-    covered, total = suite.action_coverage(model)
     console.print(f"{len(paths)} traces ({sum(len(w.labels) for w in suite.walks)} steps) "
                   f"written to {out}")
-    console.print(f"goals covered: actions {covered}/{total}, "
-                  f"(external state, active VMM state) pairs {len(suite.pairs())}")
-    for p in suite.pairs():
-        console.print(f"  {p.removeprefix('pair:')}")
-    missing = [g.removeprefix("action:") for g in all_action_goals(model)
-               if g not in suite.covered]
-    console.print(f"goals proven unreachable: 0 (no proof search yet); "
-                  f"not covered: {len(missing)} actions (listed in {out / 'goals.json'})")
+    cats = suite.categories(model)
+    for cat, what in (("action", "model actions"),
+                      ("pair", "(external state, active VMM state) pairs"),
+                      ("node", "saga nodes as failure / crash points")):
+        d = cats[cat]
+        console.print(f"{what}: covered {len(d['covered'])}/{len(d['total'])} "
+                      f"(by Z3-directed search {len(d['z3_found'])}), "
+                      f"proven unreachable {len(d['unreachable'])}, "
+                      f"undecided {len(d['undecided'])}, "
+                      f"not covered {len(d['not_covered'])}")
+    console.print("pairs covered: " + ", ".join(p.removeprefix("pair:") for p in suite.pairs()))
+    if not z3:
+        console.print("goals proven unreachable: 0 (--no-z3)")
+    else:
+        console.print(f"goals proven unreachable: {len(suite.unreachable)} "
+                      f"(with {suite.lemmas} inductive lemmas); "
+                      f"undecided: {len(suite.undecided)}; listed in {out / 'goals.json'}")
+    for node, (missing, why) in nodes_lacking(model).items():
+        console.print(f"node {node} has no {missing} outcome: {why}", highlight=False)
+    if verbose:
+        for g in suite.unreachable:
+            console.print(f"  unreachable {g}", markup=False, highlight=False)
+        for g, why in suite.undecided.items():
+            console.print(f"  undecided {g}: {why}", markup=False, highlight=False)
+        for per_cat in cats.values():
+            for g in per_cat["not_covered"]:
+                if g not in suite.undecided:
+                    console.print(f"  not covered {g}", markup=False, highlight=False)
+
+
+@traces_app.command("lemmas")
+def lemmas(
+    revision: str = typer.Option(..., "--revision", "-r", help="Protocol revision."),
+    walks: int = typer.Option(60, "--walks", help="Random walks whose states propose lemmas."),
+) -> None:
+    """Mine candidate lemmas from walked states, keep the inductive subset (Houdini) and
+    store it in conformance/lemmas/ for `traces generate` (which re-proves it every run)."""
+    from conformance.coverage import all_action_goals, all_pair_goals
+    from conformance.generate import generate_suite
+    from conformance.goals import enrich, mine_and_prove, save_lemmas
+    from model.actions import model_for
+    from model.bmc import encoding_for
+    from model.state import Config
+
+    try:
+        cfg = Config(revision=check_revision(revision))
+    except UsageError as e:
+        raise _usage(str(e)) from None
+    model = model_for(cfg)
+    suite = generate_suite(cfg, walks=walks, last_mile=False)
+    sample = enrich(model, [*suite.sample.values(),
+                            *(s for w in suite.walks for s in w.states)], 2)
+    goals = [g for g in all_action_goals(model) + all_pair_goals() if g not in suite.covered]
+    proof = mine_and_prove(model, encoding_for(cfg), sample, goals,
+                           log=lambda m: err.print(m, markup=False, highlight=False))
+    p = save_lemmas(cfg, proof)
+    console.print(f"{len(proof.lemmas)} inductive lemmas ({proof.rounds} Houdini rounds, "
+                  f"{proof.seconds:.0f}s) written to {p}")
 
 
 @traces_app.command("replay")

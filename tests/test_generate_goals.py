@@ -1,0 +1,162 @@
+"""Goals of the conformance suite beyond the random walks: Z3-directed search, proofs of
+unreachability, saga nodes as failure and crash points (conformance/goals.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from conformance.coverage import all_action_goals, all_pair_goals, pair_of
+from conformance.goals import (
+    NODES_WITHOUT,
+    Lemma,
+    Proof,
+    bmc_search,
+    check_inductive,
+    lemma_file,
+    node_goals,
+    nodes_lacking,
+    pair_predicate,
+    prove_unreachable,
+    seed_paths,
+    stored_proof,
+)
+from lifecycle.cli import app
+from model.actions import model_for
+from model.bmc import encoding_for
+from model.expr import CONCRETE, Ctx
+from model.state import Config
+from model.step import State
+
+REVISIONS = ["baseline", "rfd486"]
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_pair_predicate_is_the_concrete_pair(revision: str) -> None:
+    model = model_for(Config(revision=revision))
+    for st in seed_paths(model):
+        for s in st.states:
+            ctx = Ctx(CONCRETE, s, model.layout.sizes)
+            holding = [g for g in all_pair_goals() if pair_predicate(g, model.cfg)(ctx)]
+            assert holding == [pair_of(model, s)]
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_every_saga_node_is_a_failure_and_crash_goal_unless_documented(revision: str) -> None:
+    model = model_for(Config(revision=revision))
+    goals = node_goals(model)
+    actions = set(all_action_goals(model))
+    for sd in model.sagas:
+        for n in sd.nodes:
+            for oc, has in (("fail", n.fails), ("crash", n.crashes)):
+                key = f"node:{sd.kind}.{n.name}:{oc}"
+                assert (key in goals) == has
+                if has:  # one action per saga slot, each an action goal
+                    assert len(goals[key]) == sd.slots and set(goals[key]) <= actions
+    assert set(nodes_lacking(model)) == set(NODES_WITHOUT)
+
+
+def test_a_goal_is_unreachable_only_with_an_unsat_answer() -> None:
+    model = model_for(Config(revision="baseline"))
+    enc = encoding_for(model.cfg)
+    # no external state maps to Repairing: unsat without any lemma
+    assert prove_unreachable(model, enc, Proof([], 0, 0.0, 0),
+                             ["pair:REPAIRING/none", "pair:RUNNING/RUNNING"]) \
+        == ["pair:REPAIRING/none"]
+    # the create saga only runs forward at MOVE_TO_STOPPED: inductive on its own, and it
+    # rules out CREATE_INSTANCE_RECORD (the fresh instance is already past it)
+    lem = Lemma(("implies", "cr_mode", 1, "cr_pc", (1,)))
+    assert check_inductive(model, enc, [lem])
+    goal = "action:instance-create.CREATE_INSTANCE_RECORD(outcome=ok)"
+    assert prove_unreachable(model, enc, Proof([lem], 0, 0.0, 0), [goal]) == [goal]
+    # a lemma that is false in the fresh instance proves nothing
+    assert not check_inductive(model, enc, [Lemma(("in", "cr_mode", (0,)))])
+
+
+def test_bmc_finds_shortest_paths_from_the_seeds() -> None:
+    model = model_for(Config(revision="baseline"))
+    enc = encoding_for(model.cfg)
+    goals = ["action:instance-create.MOVE_TO_STOPPED(outcome=fail)", "pair:STOPPED/none"]
+
+    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
+        out = {f"action:{lab}" for lab in labels}
+        return out | {pair_of(model, s) for s in states}
+
+    fresh_only = [st for st in seed_paths(model) if st.name == "fresh"]
+    res = bmc_search(model, enc, goals, fresh_only, covers, max_depth=2, goal_seconds=30)
+    assert not res.undecided
+    assert [(f.goal, len(f.labels)) for f in res.found] == [(goals[0], 1), (goals[1], 1)]
+    assert res.found[0].labels != res.found[1].labels  # blocked: distinct sequences
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_stored_lemmas_are_inductive(revision: str) -> None:
+    model = model_for(Config(revision=revision))
+    enc = encoding_for(model.cfg)
+    stored = json.loads(lemma_file(model.cfg).read_text())["lemmas"]
+    proof = stored_proof(model, enc)
+    assert len(proof.lemmas) == len(stored) and proof.rounds == 1
+    assert check_inductive(model, enc, proof.lemmas)
+
+
+# Pinned: goals proven unreachable per revision and category (action, pair, node). A
+# reachable goal can never be proven unreachable, so the count does not depend on the walks.
+UNREACHABLE: dict[str, dict[str, int]] = {
+    "baseline": {"action": 2, "pair": 78, "node": 0},
+    "rfd486": {"action": 2, "pair": 76, "node": 0},
+}
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_pinned_unreachable_goals(revision: str) -> None:
+    model = model_for(Config(revision=revision))
+    enc = encoding_for(model.cfg)
+    proof = stored_proof(model, enc)
+    goals = all_action_goals(model) + all_pair_goals()
+    un = prove_unreachable(model, enc, proof, goals)
+    nodes = [n for n, acts in node_goals(model).items() if all(a in un for a in acts)]
+    got = {"action": sum(g.startswith("action:") for g in un),
+           "pair": sum(g.startswith("pair:") for g in un), "node": len(nodes)}
+    assert got == UNREACHABLE[revision]
+    assert {g for g in un if g.startswith("action:")} == {
+        "action:user.instance_start(saga=1, vmm=0)",
+        "action:instance-create.CREATE_INSTANCE_RECORD(outcome=ok)"}
+
+
+def _generate(revision: str, out: Path) -> dict[str, dict[str, Any]]:
+    res = CliRunner().invoke(app, ["traces", "generate", "--revision", revision,
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "proven unreachable" in res.output
+    cats: dict[str, dict[str, Any]] = json.loads(
+        (out / "goals.json").read_text())["categories"]
+    return cats
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_generate_accounts_for_every_goal(revision: str, tmp_path: Path) -> None:
+    cats = _generate(revision, tmp_path)
+    for cat, n in UNREACHABLE[revision].items():
+        d = cats[cat]
+        assert len(d["unreachable"]) == n, (cat, d["unreachable"])
+        assert not set(d["covered"]) & set(d["unreachable"])
+        # every goal is covered, proven unreachable or undecided (a Z3 time-out)
+        assert len(d["covered"]) + len(d["unreachable"]) + len(d["undecided"]) \
+            == d["total"], d["not_covered"]
+    assert not cats["node"]["not_covered"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open: some deep actions stay undecided (Z3 times out); see "
+                          "docs/conformance.md", strict=False)
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_generate_covers_every_action_not_proven_unreachable(revision: str,
+                                                              tmp_path: Path) -> None:
+    act = _generate(revision, tmp_path)["action"]
+    assert len(act["covered"]) == act["total"] - len(act["unreachable"]), act["not_covered"]
