@@ -29,11 +29,6 @@ class HistoryDivergence:
 
 HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
     HistoryDivergence(
-        "reboot-404-marks-vmm-failed", "rfd486", "user.instance_reboot", "user.instance_stop",
-        "SPEC §4.3 step 4 (Δ #6455): a 404 NO_SUCH_INSTANCE answer to stop *or reboot* calls "
-        "mark_vmm_failed; the model has only user.instance_stop(sled=gone), so the reboot's "
-        "write is checked against the stop's (same effect: VMM Failed at gen+1, update saga)"),
-    HistoryDivergence(
         "reaper-acts-on-stale-list", None, "abandoned-vmm-reaper.reap",
         "abandoned-vmm-reaper.reap",
         "SPEC §4.8: the reaper lists abandoned VMMs in one query and then deletes each one's "
@@ -41,12 +36,6 @@ HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
         "an unwinding start saga's CREATE_VMM_RECORD undo) may have soft-deleted it. The "
         "model's reap lists and writes in one step, so its guard `not deleted` fails",
         stale_guard=True),
-    HistoryDivergence(
-        "set-migration-ids-bumps-again", None, "instance-migrate.SET_MIGRATION_IDS",
-        "instance-migrate.SET_MIGRATION_IDS",
-        "SPEC §4.4 (b): a SET_MIGRATION_IDS re-executed after a crash finds the ids already "
-        "set, matches, and its SET bumps the generation again; the model's re-execution "
-        "changes nothing (also conformance/divergences.py)", extra_gen_bump=True),
     *(HistoryDivergence(
         f"{op}-answer-after-unlink", None, f"user.instance_{op}", "sled-agent.deliver_report",
         f"SPEC §4.3: {op} reads the instance and its active VMM, asks the sled, then passes the "

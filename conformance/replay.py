@@ -254,7 +254,8 @@ class Replayer:
             self.oracle.unhealthy = sled == "unhealthy"
             call = c.stop_instance if op == "instance_stop" else c.reboot_instance
             try:
-                call(iid, nexus=API)
+                with self._saga_start(c.nexus(API), a.arg("update") == "started"):
+                    call(iid, nexus=API)
             except ApiError as e:
                 if sled == "ok":
                     raise Refused(f"{op}: {type(e).__name__}: {e}") from e
