@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from model.saga import Action
 from model.state import IDLE, NONE
 from model.step import State
-from model.vocab import MIGRATION_TERMINAL, VmmState
+from model.vocab import VmmState
 
 
 @dataclass(frozen=True)
@@ -27,29 +27,6 @@ class Divergence:
 
 def _delete_with_active_vmm(a: Action, s: State) -> bool:
     return a.name == "user.instance_delete" and s["i_active"] != NONE
-
-
-def _answer_needs_update(a: Action, s: State) -> bool:
-    """Stop/reboot whose sled answer carries a migration side that newly ends."""
-    if a.name not in ("user.instance_stop", "user.instance_reboot") or a.arg("sled") != "ok":
-        return False
-    k = int(a.arg("vmm") or 0)
-    for side, ref in (("tgt", "sa_min"), ("src", "sa_mout")):
-        m = int(s[f"{ref}.{k}"])
-        if m == NONE:
-            continue
-        if (int(s[f"sa_m{side}_st.{m}"]) in MIGRATION_TERMINAL
-                and int(s[f"m_{side}_gen.{m}"]) < int(s[f"sa_m{side}_gen.{m}"])
-                and int(s[f"m_{side}.{m}"]) == k and not s[f"m_del.{m}"]):
-            return True
-    return False
-
-
-def _set_ids_again(a: Action, s: State) -> bool:
-    if a.name != "instance-migrate.SET_MIGRATION_IDS" or a.arg("outcome") == "fail":
-        return False
-    g = int(a.arg("saga") or 0)
-    return s["i_mig"] == s[f"mg_mig.{g}"] and s["i_target"] == s[f"mg_vmm.{g}"]
 
 
 def _pool_full(s: State, prefix: str) -> bool:
@@ -116,28 +93,12 @@ DIVERGENCES: tuple[Divergence, ...] = (
         _delete_with_active_vmm,
     ),
     Divergence(
-        "request-state-answer-starts-update",
-        "stop/reboot pass the sled's answer to notify_instance_updated (SPEC §4.3 step 3), "
-        "which starts an update saga when a migration side in it ends (§4.1); the model "
-        "applies the answer but never starts the saga",
-        "impl",
-        _answer_needs_update,
-    ),
-    Divergence(
         "register-answer-starts-update",
         "a re-executed ENSURE_REGISTERED / ENSURE_DESTINATION_PROPOLIS whose sled answer says "
         "the VMM ended: the answer goes through notify_instance_updated (SPEC §4.2 node 8), "
         "which starts an update saga; the model applies the answer but starts none",
         "impl",
         _register_answer_needs_update,
-    ),
-    Divergence(
-        "set-migration-ids-bumps-again",
-        "re-executing SET_MIGRATION_IDS when the ids are already ours: SPEC §4.4 alternative "
-        "(b) matches and the SET still bumps state_generation (the implementation); the model "
-        "changes nothing",
-        "impl",
-        _set_ids_again,
     ),
     Divergence(
         "report-names-deleted-migration",

@@ -5,8 +5,6 @@ no action of that name explains may instead be explained by `instead` (a `|`-sep
 of model action names), because the SPEC backs the implementation there and the model leaves
 the case out. With `stale_guard`, `instead` is checked without its guard and with each write
 done or not yet done: the implementation decided on an earlier read, in another transaction.
-With `extra_gen_bump`, the step is checked with the instance generation after it one lower
-(a re-executed node bumped it once more), a step then changing nothing being accepted.
 The validator tries an entry only after the step failed with its own label, and counts the
 steps each entry explained; a step that none explains is still unexplained.
 """
@@ -24,15 +22,9 @@ class HistoryDivergence:
     instead: str
     why: str
     stale_guard: bool = False
-    extra_gen_bump: bool = False  # `instead` explains the step with `i_gen` one lower after it
 
 
 HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
-    HistoryDivergence(
-        "reboot-404-marks-vmm-failed", "rfd486", "user.instance_reboot", "user.instance_stop",
-        "SPEC §4.3 step 4 (Δ #6455): a 404 NO_SUCH_INSTANCE answer to stop *or reboot* calls "
-        "mark_vmm_failed; the model has only user.instance_stop(sled=gone), so the reboot's "
-        "write is checked against the stop's (same effect: VMM Failed at gen+1, update saga)"),
     HistoryDivergence(
         "reaper-acts-on-stale-list", None, "abandoned-vmm-reaper.reap",
         "abandoned-vmm-reaper.reap",
@@ -41,12 +33,6 @@ HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
         "an unwinding start saga's CREATE_VMM_RECORD undo) may have soft-deleted it. The "
         "model's reap lists and writes in one step, so its guard `not deleted` fails",
         stale_guard=True),
-    HistoryDivergence(
-        "set-migration-ids-bumps-again", None, "instance-migrate.SET_MIGRATION_IDS",
-        "instance-migrate.SET_MIGRATION_IDS",
-        "SPEC §4.4 (b): a SET_MIGRATION_IDS re-executed after a crash finds the ids already "
-        "set, matches, and its SET bumps the generation again; the model's re-execution "
-        "changes nothing (also conformance/divergences.py)", extra_gen_bump=True),
     *(HistoryDivergence(
         f"{op}-answer-after-unlink", None, f"user.instance_{op}", "sled-agent.deliver_report",
         f"SPEC §4.3: {op} reads the instance and its active VMM, asks the sled, then passes the "

@@ -264,7 +264,9 @@ class Replayer:
             self.oracle.unhealthy = sled == "unhealthy"
             call = c.stop_instance if op == "instance_stop" else c.reboot_instance
             try:
-                call(iid, nexus=API)
+                # only an answer applied with update=none must not start an update saga
+                with self._saga_start(c.nexus(API), a.arg("update") != "none"):
+                    call(iid, nexus=API)
             except ApiError as e:
                 if sled == "ok":
                     raise Refused(f"{op}: {type(e).__name__}: {e}") from e

@@ -13,7 +13,7 @@ STALE_REPORT: list[str] = [
     "user.instance_start(saga=0, vmm=0)",
     *[f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES],
     "sled-agent.vmm_transition(vmm=0, to=RUNNING)",
-    "user.instance_stop(vmm=0, sled=ok)",
+    "user.instance_stop(vmm=0, sled=ok, update=none)",
     "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
 ]
 

@@ -353,10 +353,6 @@ def _diverges(chk: StepChecker, d: HistoryDivergence, pre: Obs, post: Obs) -> bo
     """Does known divergence `d` explain the step?"""
     if d.stale_guard:
         return chk.explains_partly(pre, post, d.instead, guarded=False)
-    if d.extra_gen_bump:
-        i = chk.names.index("i_gen")
-        lower = (*post[:i], int(post[i]) - 1, *post[i + 1:])
-        return lower == pre or chk.explains(pre, lower, d.instead)
     return chk.explains(pre, post, d.instead)
 
 

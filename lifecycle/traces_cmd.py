@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from model.vocab import UsageError, check_mutants, check_revision
+
+if TYPE_CHECKING:
+    from conformance.impl_coverage import ImplCoverage
 
 traces_app = typer.Typer(
     add_completion=False,
@@ -127,12 +132,56 @@ def replay(
     impl_mutant: list[str] = typer.Option(
         None, "--impl-mutant", help="Switch on a defect in the implementation only "
                                     "(repeatable); default: the trace's own defects."),
+    impl_coverage: Path = typer.Option(
+        None, "--impl-coverage",
+        help="Measure the branch coverage of impl/ reached by these traces (coverage.py); "
+             "print it and write a JSON report here."),
 ) -> None:
     """Replay traces against the implementation, comparing states after every step.
 
     Exit status: 0 when every trace replays without a mismatch, 1 at a mismatch (the first
     one per trace is printed with a field diff and the command to rerun it), 2 on bad input.
     """
+    from contextlib import nullcontext
+
+    from conformance.impl_coverage import ImplCoverage, measure
+
+    # coverage starts before impl/ is first imported, so its module-level lines count
+    if impl_coverage is not None and any(m == "impl" or m.startswith("impl.")
+                                         for m in sys.modules):
+        raise _usage("--impl-coverage needs a fresh process: impl/ is already imported")
+    cov_ctx = measure() if impl_coverage is not None else nullcontext(ImplCoverage())
+    with cov_ctx as cov:
+        failed = _replay_files(files, db, impl_mutant)
+    if impl_coverage is not None:
+        _print_impl_coverage(cov, impl_coverage)
+    raise typer.Exit(failed)
+
+
+def _print_impl_coverage(cov: ImplCoverage, path: Path) -> None:
+    import json
+
+    from rich.table import Table
+
+    t = Table(title="branch coverage of impl/ by these traces (coverage.py, statements + "
+                    "branches)")
+    for col in ("file", "statements", "missed", "branches", "missed branches", "%"):
+        t.add_column(col, justify="right" if col != "file" else "left")
+    for f in cov.files:
+        pct = 100.0 * f.covered / f.total if f.total else 100.0
+        t.add_row(f.path, str(f.statements), str(f.missed_statements), str(f.branches),
+                  str(f.missed_branches), f"{pct:.0f}")
+    console.print(t)
+    console.print(f"impl/ branch coverage: {cov.total_percent:.1f}% overall, "
+                  f"{cov.protocol_percent:.1f}% of the protocol code (without "
+                  f"{', '.join(f.path for f in cov.files if f not in cov.protocol_files)})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cov.as_json(), indent=2) + "\n")
+    console.print(f"wrote {path}")
+
+
+def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None) -> int:
+    """Replay each file; 0 when all conform, 1 at any mismatch. Bad input exits 2."""
     from conformance.replay import replay_trace
     from impl.testing import unique_schema
     from model.trace import TraceError, load_itf
@@ -163,4 +212,4 @@ def replay(
             console.print(res.mismatch.render(), markup=False, highlight=False)
     console.print(f"{len(loaded) - failed}/{len(loaded)} traces replayed without mismatch, "
                   f"{steps} steps compared")
-    raise typer.Exit(1 if failed else 0)
+    return 1 if failed else 0

@@ -107,7 +107,8 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
     for rev in revisions:
         ids = invariants or list(INVARIANTS)
         if mutants:  # a finding's invariant cannot tell whether a mutant is caught
-            ids = [i for i in ids if i not in findings_for(rev)]
+            ids = [i for i in ids
+                   if i not in findings_for(rev, seeds, depth, DEFAULT_DEPTH)]
         jobs.append((Config(revision=rev, mutants=mutants), ids))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(),
@@ -171,7 +172,8 @@ def print_results(results: dict[str, RevisionResult], console: Console, total: f
                 cells.append("[green]proved[/]" if inv in rr.proved else "")
             t.add_row(*cells, note)
         console.print(t)
-        stale = sorted({f.id for i, f in rr.findings.items()
+        scope = findings_for(rev, r.seeds, r.depth, DEFAULT_DEPTH)
+        stale = sorted({f.id for i, f in scope.items()
                         if i in r.verdicts and r.verdicts[i].status == "holds"})
         if stale and not cfg.mutants:
             console.print(f"[yellow]note:[/] finding(s) {', '.join(stale)} did not reproduce "

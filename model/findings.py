@@ -19,6 +19,9 @@ class Finding:
     title: str
     spec: str
     fixed_in: str | None
+    # where the shortest counterexample starts: None for the default seeds, else an opt-in
+    # seed (model/seeds.py OPT_IN_SEEDS); its length is pinned in tests/test_findings.py
+    seed: str | None = None
 
 
 FINDINGS: list[Finding] = [
@@ -40,14 +43,47 @@ FINDINGS: list[Finding] = [
             "Failed report carries no migration, so the update saga unlinks the source and "
             "commits Failed while migration_id and target_propolis_id stay set",
             "§4.9 (#6455), §4.6 steps A and D, §6.2", None),
+    Finding("F2", "baseline", ("no_dangling_vmm_refs",),
+            "a migrate saga unwinds after its target reported Destroyed: the baseline "
+            "unwind_vmm_record's generation-guarded SagaUnwound write does nothing and "
+            "vmm_mark_deleted deletes the Destroyed target, which target_propolis_id still "
+            "names (SET_MIGRATION_IDS has no undo)", "§4.4 node 4 and 6, §7 G3, §6.19",
+            "rfd486", seed="migration-race"),
+    Finding("F3", "baseline", ("stopped_instance_has_no_vms",),
+            "the migration source dies on its sled before SET_MIGRATION_IDS, which still "
+            "matches (the database says Running); the report's update saga unlinks the "
+            "source and commits NoVmm while the new migration's ids stay set",
+            "§4.4 instance_set_migration_ids, §4.6 steps A and D, §6.2", None,
+            seed="migration-race"),
 ]
 
 
-def findings_for(revision: str) -> dict[str, Finding]:
-    """invariant id -> the finding that explains its violation on this revision."""
+def in_scope(f: Finding, seeds: list[str] | None, depth: int, default_depth: int) -> bool:
+    """Whether a check from `seeds` (None: the default seeds) to `depth` can meet the finding.
+    A finding pinned from an opt-in seed is not met from the default seeds within the
+    default depth (tests/test_findings.py checks that), but may be deeper."""
+    if f.seed is None:
+        return True  # shallow, and met from the opt-in seeds as well
+    if seeds is not None and f.seed in seeds:
+        return True
+    defaults = seeds is None or bool(set(seeds) - opt_in_names())
+    return defaults and depth > default_depth
+
+
+def opt_in_names() -> set[str]:
+    from .seeds import OPT_IN_SEEDS
+
+    return set(OPT_IN_SEEDS)
+
+
+def findings_for(revision: str, seeds: list[str] | None = None, depth: int | None = None,
+                 default_depth: int = 8) -> dict[str, Finding]:
+    """invariant id -> the finding that explains its violation on this revision; with a
+    `depth`, only findings a check from `seeds` to that depth can meet (`in_scope`)."""
     out: dict[str, Finding] = {}
     for f in FINDINGS:
-        if f.revision == revision:
+        if f.revision == revision and (depth is None
+                                       or in_scope(f, seeds, depth, default_depth)):
             for inv in f.invariants:
                 out[inv] = f
     return out

@@ -24,8 +24,9 @@ from .vocab import VmmState as V
 
 
 def instance_set_migration_ids(ctx: Ctx, src: Val, m: Val, tgt: Val) -> Val:
-    """One UPDATE: the source is still the active, Running or Rebooting VMM, and either no
-    migration is set, ours already is, or the one set was left by an unwound migrate saga."""
+    """One UPDATE (SPEC §4.4): the source is still the active, Running or Rebooting VMM, and
+    either no migration is set, ours already is, or the one set was left by an unwound migrate
+    saga. Every match writes the ids and bumps `state_generation`, a re-execution included."""
     ops = ctx.ops
     cur_t, cur_m = ctx["i_target"], ctx["i_mig"]
     left_behind = ops.And(cur_t != NONE, ctx.at("v_state", cur_t) == V.SAGA_UNWOUND,
@@ -40,8 +41,8 @@ def instance_set_migration_ids(ctx: Ctx, src: Val, m: Val, tgt: Val) -> Val:
                ops.And(cur_m == m, cur_t == tgt),
                left_behind),
     )
-    already = ops.And(cur_m == m, cur_t == tgt)
-    with ctx.when(ops.And(ok, ops.Not(already))):
+    # a match by (b) (the node re-executed after a crash) still bumps the generation
+    with ctx.when(ok):
         ctx.set("i_mig", m)
         ctx.set("i_target", tgt)
         ctx.set("i_gen", ctx["i_gen"] + 1)

@@ -2,9 +2,11 @@
 
 `select_runtime_change_action` allows Stop and Reboot while a VMM is present and the
 instance is not Failed, Destroyed or Repairing. The sled's answer goes through
-`notify_instance_updated`. An unhealthy sled makes the baseline call `mark_instance_failed`
-(§4.10); in rfd486 only a 404 for a vanished VMM marks the *VMM* Failed (`mark_vmm_failed`)
-and runs an update saga.
+`notify_instance_updated`, which starts an update saga when the answer needs one (a migration
+side in it ended); `update=none` is the answer applied without one (none needed, or Nexus
+died first). An unhealthy sled makes the baseline call `mark_instance_failed` (§4.10); in
+rfd486 only a 404 for a vanished VMM, to stop or reboot alike, marks the *VMM* Failed
+(`mark_vmm_failed`) and runs an update saga.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from .effective_state import active_vmm_present, effective_state
 from .expr import Ctx
 from .instance_update import spawn_update_saga
-from .notify_instance_updated import vmm_and_migration_update_runtime
+from .notify_instance_updated import notify_instance_updated
 from .saga import Action
 from .sled_agent import observe
 from .state import NONE, Config
@@ -53,15 +55,21 @@ def build_request_state(cfg: Config) -> list[Action]:
                 ctx.require(active_vmm_present(ctx), "a VMM is present")
                 ctx.require(ctx.ops.In(effective_state(ctx, cfg), ALLOWED), "state allows it")
 
-            def request(ctx: Ctx, k: int = k, froms: tuple = froms, to: V = to) -> None:
-                precond(ctx, k)
-                ctx.require(ctx.ops.In(ctx[f"sa_state.{k}"], froms), "sled accepts")
-                observe(ctx, k, to)
-                vmm_and_migration_update_runtime(ctx, cfg, k, ctx[f"sa_state.{k}"],
-                                                 ctx[f"sa_gen.{k}"])
+            for spawn in (False, True):
+                def request(ctx: Ctx, k: int = k, froms: tuple = froms, to: V = to,
+                            spawn: bool = spawn) -> None:
+                    precond(ctx, k)
+                    ctx.require(ctx.ops.In(ctx[f"sa_state.{k}"], froms), "sled accepts")
+                    observe(ctx, k, to)
+                    # step 3: the answer goes through notify_instance_updated, which starts
+                    # an update saga when it needs one (a migration side in it ended)
+                    notify_instance_updated(ctx, cfg, k, ctx[f"sa_state.{k}"],
+                                            ctx[f"sa_gen.{k}"], spawn)
 
-            acts.append(Action(f"user.instance_{op}", (("vmm", k), ("sled", "ok")), "user",
-                               request, "§4.3", frozenset({"user"})))
+                acts.append(Action(f"user.instance_{op}",
+                                   (("vmm", k), ("sled", "ok"),
+                                    ("update", "started" if spawn else "none")),
+                                   "user", request, "§4.3 step 3; §4.1", frozenset({"user"})))
             if not cfg.rfd486:
                 def unhealthy(ctx: Ctx, k: int = k) -> None:
                     precond(ctx, k)
@@ -70,14 +78,14 @@ def build_request_state(cfg: Config) -> list[Action]:
                 acts.append(Action(f"user.instance_{op}", (("vmm", k), ("sled", "unhealthy")),
                                    "user", unhealthy, "§4.3 step 4; §4.10",
                                    frozenset({"user", "mark_failed"})))
-            elif op == "stop":
+            else:  # rfd486: a 404 to stop or reboot marks the VMM Failed (Δ #6455)
                 def gone(ctx: Ctx, k: int = k) -> None:
                     precond(ctx, k)
                     ctx.require(ctx[f"sa_state.{k}"] == V.GONE, "sled answers 404")
                     mark_vmm_failed(ctx, k)
                     spawn_update_saga(ctx, cfg)
 
-                acts.append(Action("user.instance_stop", (("vmm", k), ("sled", "gone")),
-                                   "user", gone, "§4.10 mark_vmm_failed",
+                acts.append(Action(f"user.instance_{op}", (("vmm", k), ("sled", "gone")),
+                                   "user", gone, "§4.3 step 4; §4.10 mark_vmm_failed",
                                    frozenset({"user", "mark_failed"})))
     return acts

@@ -83,9 +83,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
 
 def test_cli_generate(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["traces", "generate", "--revision", "rfd486", "--out",
-                                   str(tmp_path), "--walks", "5", "--no-last-mile"])
+                                   str(tmp_path), "--walks", "5", "--no-last-mile",
+                                   "--no-z3"])
     assert res.exit_code == 0, res.output
-    assert "goals covered: actions" in res.output
+    assert "model actions: covered" in res.output
+    assert "goals proven unreachable: 0 (--no-z3)" in res.output
     assert (tmp_path / "goals.json").exists()
     assert list(tmp_path.glob("rfd486-*.itf.json"))
     bad = CliRunner().invoke(app, ["traces", "generate", "--revision", "nope", "--out",
@@ -101,3 +103,26 @@ def test_become_updater_on_a_deleted_instance_replays_clean() -> None:
     res = replay_trace(load_itf(path), str(path))
     assert res.mismatch is None, res.mismatch.render()
     assert res.steps == 31
+
+
+def test_replay_measures_impl_branch_coverage(tmp_path: Path) -> None:
+    """`traces replay --impl-coverage` (a fresh process: coverage starts before impl/ is
+    imported) reports per-file statement and branch counts of impl/."""
+    import json
+    import subprocess
+    import sys
+
+    trace = Path(__file__).parent / "traces" / "become-updater-on-deleted-instance.itf.json"
+    out = tmp_path / "cov.json"
+    res = subprocess.run([sys.executable, "-m", "lifecycle.cli", "traces", "replay", str(trace),
+                          "--impl-coverage", str(out)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=300, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "impl/ branch coverage:" in res.stdout
+    doc = json.loads(out.read_text())
+    files = doc["files"]
+    assert 0 < doc["branch_coverage_percent"] < doc["protocol_branch_coverage_percent"] < 100
+    upd = files["sagas/instance_update.py"]
+    assert upd["missed_statements"] < upd["statements"]  # the update saga ran
+    demo = files["demo.py"]
+    assert demo["missed_statements"] == demo["statements"]  # the demo did not

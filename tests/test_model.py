@@ -8,14 +8,14 @@ from model.actions import model_for
 from model.expr import CONCRETE, Ctx
 from model.findings import FINDINGS, findings_for
 from model.invariants import INVARIANTS, check_invariant_ids
-from model.seeds import SEEDS, seed_states
+from model.seeds import OPT_IN_SEEDS, SEEDS, seed_states
 from model.state import Config
 from model.vocab import MUTANTS, UsageError, check_mutants, check_revision
 
 # pinned like tlaplus/Examples' manifests: a change to the model shows up here first
 INVARIANT_COUNT = 40
 MUTANT_COUNT = 11
-ACTIONS = {"baseline": 239, "rfd486": 242}
+ACTIONS = {"baseline": 245, "rfd486": 251}
 STATE_VARS = 152
 
 
@@ -62,6 +62,19 @@ def test_seeds_replay_and_satisfy_every_invariant(revision: str) -> None:
         ctx = Ctx(CONCRETE, sd.state, model.layout.sizes)
         broken = [i.id for i in INVARIANTS.values() if i.kind != "step"
                   and i.id not in finding_invs and not i.fn(ctx, model.cfg, model)]
+        assert broken == [], (sd.name, broken)
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_opt_in_seeds_replay_only_when_named(revision: str) -> None:
+    model = model_for(Config(revision=revision))
+    assert not {s.name for s in seed_states(model)} & set(OPT_IN_SEEDS)
+    named = seed_states(model, list(OPT_IN_SEEDS))
+    assert [s.name for s in named] == list(OPT_IN_SEEDS)
+    for sd in named:
+        ctx = Ctx(CONCRETE, sd.state, model.layout.sizes)
+        broken = [i.id for i in INVARIANTS.values() if i.kind != "step"
+                  and not i.fn(ctx, model.cfg, model)]
         assert broken == [], (sd.name, broken)
 
 

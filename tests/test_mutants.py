@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from lifecycle.verify_cmd import DEFAULT_DEPTH
 from model.bmc import verify
 from model.findings import findings_for
 from model.invariants import INVARIANTS
@@ -41,18 +42,24 @@ CAUGHT = {
 }
 
 
-# Not caught within the default depth: on rfd486 the only writers that can move the instance
-# generation while an update saga holds the lock are a migrate saga reusing ids an unwound
-# migrate saga left behind (race R3) and a start saga after finding F1; the shortest such
-# path is about ten steps from the seeds, beyond the default depth of 8. On the baseline the
-# same defect is caught at depth 6 through mark_instance_failed.
+# Not caught from the default seeds within the default depth: on rfd486 the only writers that
+# can move the instance generation while an update saga holds the lock are a migrate saga
+# reusing ids an unwound migrate saga left behind (race R3, SPEC §4.4 (c)) and a start saga
+# after finding F1; from the default seeds that takes about ten steps. On the baseline the same
+# defect is caught at depth 6 through mark_instance_failed. The opt-in seed `migration-race`
+# starts where the second migrate saga is about to take the ids over: (seed, depth, invariant).
 NOT_CAUGHT_AT_DEFAULT_DEPTH = {("rfd486", "commit-ignores-generation")}
+CAUGHT_FROM_OPT_IN_SEED = {
+    ("rfd486", "commit-ignores-generation"): ("migration-race", 7, "commit_only_if_unchanged"),
+}
 
 
-def caught(revision: str, mutant: str, depth: int) -> tuple[int, set[str]]:
-    ids = [i for i in INVARIANTS if i not in findings_for(revision)]
+def caught(revision: str, mutant: str, depth: int,
+           seeds: list[str] | None = None) -> tuple[int, set[str]]:
+    ids = [i for i in INVARIANTS
+           if i not in findings_for(revision, seeds, depth, DEFAULT_DEPTH)]
     report = verify(Config(revision=revision, mutants=(mutant,)), depth, ids,
-                    stop_on_violation=True)
+                    seeds=seeds, stop_on_violation=True)
     hits = {i: v.depth for i, v in report.verdicts.items() if v.status == "violated"}
     assert hits, f"{mutant} not caught on {revision} within depth {depth}"
     best = min(hits.values())
@@ -63,6 +70,7 @@ def test_every_mutant_and_revision_is_pinned() -> None:
     from model.vocab import MUTANTS
 
     assert {m for _, m in CAUGHT} == set(MUTANTS)
+    assert set(CAUGHT_FROM_OPT_IN_SEED) == NOT_CAUGHT_AT_DEFAULT_DEPTH
     assert set(CAUGHT) | NOT_CAUGHT_AT_DEFAULT_DEPTH == {
         (r, m) for r in ("baseline", "rfd486") for m in MUTANTS}
     assert max(d for d, _ in CAUGHT.values()) <= 8  # the default depth
@@ -81,5 +89,14 @@ def test_shallow_mutants_are_caught(revision: str, mutant: str) -> None:
 def test_deep_mutants_are_caught(revision: str, mutant: str) -> None:
     depth, inv = CAUGHT[(revision, mutant)]
     best, invs = caught(revision, mutant, depth)
+    assert best == depth
+    assert inv in invs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("revision,mutant", sorted(CAUGHT_FROM_OPT_IN_SEED))
+def test_mutants_caught_from_an_opt_in_seed(revision: str, mutant: str) -> None:
+    seed, depth, inv = CAUGHT_FROM_OPT_IN_SEED[(revision, mutant)]
+    best, invs = caught(revision, mutant, depth, [seed])
     assert best == depth
     assert inv in invs
