@@ -32,7 +32,7 @@ from model.actions import Model, model_for
 from model.seeds import SEEDS
 from model.state import Config
 from model.step import ModelBoundExceeded, State, apply, successors
-from model.trace import write_itf
+from model.trace import LoadedTrace, load_itf, write_itf
 from model.vocab import MUTANTS
 
 from .coverage import TeethGoals, all_action_goals, all_pair_goals, goals_of_step, pair_of
@@ -188,8 +188,9 @@ def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 3
     root = Walk([], [model.layout.fresh_state()], [])
     suite.covered[pair_of(model, root.states[0])] = 0
     archive: dict[tuple[object, ...], Walk] = {_cell(root.states[0]): root}
-    for labels in DIRECTED.values():  # always part of the suite
-        d = walk_from_labels(cfg, labels)
+    fixed = [walk_from_labels(cfg, labels) for labels in DIRECTED.values()]
+    fixed += [Walk(list(lt.labels), list(lt.states), []) for lt in regression_traces(cfg)]
+    for d in fixed:  # always part of the suite
         d.new_goals = sorted({g for n, lab in enumerate(d.labels, start=1)
                               for g in goals_of_step(model, lab, d.states[n])}
                              - suite.covered.keys())
@@ -394,6 +395,22 @@ def write_suite(suite: Suite, out: Path, seed: int) -> list[Path]:
     }
     (out / "goals.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return paths
+
+
+REGRESSIONS = Path(__file__).resolve().parent / "regressions"
+
+
+def regression_traces(cfg: Config) -> list[LoadedTrace]:
+    """Generated traces kept because they once caught an implementation defect that later
+    suites (after a model change reshuffled the walks) no longer reach: each
+    `regressions/<defect>.itf.json` is replayed on the model when loaded and used for its
+    own protocol revision only."""
+    out = []
+    for path in sorted(REGRESSIONS.glob("*.itf.json")):
+        lt = load_itf(path)
+        if lt.cfg.revision == cfg.revision and lt.cfg.mutants == cfg.mutants:
+            out.append(lt)
+    return out
 
 
 def walk_from_labels(cfg: Config, labels: list[str]) -> Walk:

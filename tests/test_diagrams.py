@@ -146,6 +146,10 @@ EXTERNAL_RULES = [
      lambda d: d.only_in == "rfd486" and "Vmm + Creating" in d.item),
     ("Δ #6455: the instance-watcher makes up a Failed report for a vanished VMM",
      lambda d: d.only_in == "rfd486" and d.item.endswith("instance-watcher.vmm_gone")),
+    ("§4.3 step 4, Δ #6455: a reboot (like a stop) answered 404 marks the VMM Failed, which "
+     "rfd486 shows as Stopping",
+     lambda d: d.only_in == "rfd486" and d.kind == "label"
+     and d.item.endswith("-> Stopping: user.instance_reboot")),
     ("Δ #6455 unconditional SagaUnwound write, Δ #6669 SagaUnwound shown as Failed: an "
      "unwound start leaves (Vmm, SagaUnwound), which the update saga exposes as Failed",
      lambda d: d.only_in == "rfd486" and ("SagaUnwound" in d.item

@@ -128,14 +128,19 @@ def test_pinned_unreachable_goals(revision: str) -> None:
         "action:instance-create.CREATE_INSTANCE_RECORD(outcome=ok)"}
 
 
+_GENERATED: dict[str, dict[str, dict[str, Any]]] = {}
+
+
 def _generate(revision: str, out: Path) -> dict[str, dict[str, Any]]:
-    res = CliRunner().invoke(app, ["traces", "generate", "--revision", revision,
-                                   "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    assert "proven unreachable" in res.output
-    cats: dict[str, dict[str, Any]] = json.loads(
-        (out / "goals.json").read_text())["categories"]
-    return cats
+    """One generation per revision and test session (the slow tests below share it); 5 s of
+    Z3 per open goal keeps it to minutes on this machine."""
+    if revision not in _GENERATED:
+        res = CliRunner().invoke(app, ["traces", "generate", "--revision", revision,
+                                       "--out", str(out), "--z3-goal-seconds", "5"])
+        assert res.exit_code == 0, res.output
+        assert "proven unreachable" in res.output
+        _GENERATED[revision] = json.loads((out / "goals.json").read_text())["categories"]
+    return _GENERATED[revision]
 
 
 @pytest.mark.slow
