@@ -172,9 +172,13 @@ def print_results(results: dict[str, RevisionResult], console: Console, total: f
                 cells.append("[green]proved[/]" if inv in rr.proved else "")
             t.add_row(*cells, note)
         console.print(t)
+        # stale: every checked invariant of an in-scope finding held (a finding may break
+        # some of its invariants only deeper, e.g. F1's third at depth 9)
         scope = findings_for(rev, r.seeds, r.depth, DEFAULT_DEPTH)
-        stale = sorted({f.id for i, f in scope.items()
-                        if i in r.verdicts and r.verdicts[i].status == "holds"})
+        stale = sorted({f.id for f in scope.values()
+                        if any(i in r.verdicts for i in f.invariants)
+                        and all(r.verdicts[i].status == "holds"
+                                for i in f.invariants if i in r.verdicts)})
         if stale and not cfg.mutants:
             console.print(f"[yellow]note:[/] finding(s) {', '.join(stale)} did not reproduce "
                           f"within depth {r.depth}")
