@@ -41,7 +41,9 @@ def instance_updater_inherit_lock(ctx: Ctx, parent_id: Val, parent_gen: Val,
     ops = ctx.ops
     alive = ops.Not(instance_deleted(ctx))
     swap = ops.And(alive, ctx["i_ugen"] == parent_gen, ctx["i_updater"] == parent_id)
-    already = ops.And(alive, ops.Not(swap), ctx["i_updater"] == child_id)
+    # SPEC §5: not updated, but the row already names the child: success (idempotent), also
+    # when the instance was deleted meanwhile (the check reads the row by id)
+    already = ops.And(ops.Not(swap), ctx["i_updater"] == child_id)
     with ctx.when(swap):
         ctx.set("i_updater", child_id)
         ctx.set("i_ugen", parent_gen + 1)
