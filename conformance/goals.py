@@ -50,7 +50,7 @@ from model.bmc import AgreementError, encoding_for
 from model.expr import CONCRETE, Z3, Ctx, Val, lift
 from model.findings import findings_for
 from model.invariants import INVARIANTS
-from model.seeds import SEEDS
+from model.seeds import SEEDS, expand_step
 from model.state import Config
 from model.step import ModelBoundExceeded, State, apply
 from model.vocab import ExternalState, VmmState
@@ -378,8 +378,7 @@ def seed_paths(model: Model) -> list[Start]:
         path: list[str] = []
         ok = True
         for lab in labels:
-            todo = [lab] if not lab.startswith("unwind:") else _undo_path(model, states[-1], lab)
-            for step in todo:
+            for step in expand_step(model, states[-1], lab):
                 i = model.action_index(step)
                 if divergence_at(model.actions[i], states[-1]) is not None:
                     ok = False
@@ -393,25 +392,6 @@ def seed_paths(model: Model) -> list[Start]:
                 break
         if ok:
             out.append(Start(name, path, states))
-    return out
-
-
-def _undo_path(model: Model, s: State, lab: str) -> list[str]:
-    kind, _, rest = lab.removeprefix("unwind:").partition("(")
-    slot = int(rest.rstrip(")").split("=")[1])
-    out: list[str] = []
-    for _ in range(32):
-        nxt = None
-        for i, a in enumerate(model.actions):
-            if a.name.startswith(kind + ".") and a.arg("saga") == slot and \
-                    a.arg("outcome") == "undo":
-                nxt = apply(model, i, s)
-                if nxt is not None:
-                    out.append(a.label)
-                    break
-        if nxt is None:
-            return out
-        s = nxt
     return out
 
 

@@ -48,7 +48,7 @@ from hypothesis.stateful import (
 
 from model.actions import Model, model_for
 from model.saga import Action
-from model.seeds import SEEDS
+from model.seeds import SEEDS, expand_step
 from model.state import Config
 from model.step import ModelBoundExceeded, State, apply
 from model.trace import LoadedTrace, write_itf
@@ -109,25 +109,6 @@ def enabled_steps(model: Model, s: State) -> list[tuple[str, State]]:
     return out
 
 
-def _expand(model: Model, s: State, label: str) -> list[str] | None:
-    """The labels a seed step stands for: itself, or for `unwind:<saga>(saga=n)` the undo
-    actions (outcome `undo`) that take that saga back to idle."""
-    if not label.startswith("unwind:"):
-        return [label]
-    kind, _, rest = label.removeprefix("unwind:").partition("(")
-    slot = int(rest.rstrip(")").split("=")[1])
-    out: list[str] = []
-    for _ in range(32):
-        nxt = next((a.label for i, a in enumerate(model.actions)
-                    if a.name.startswith(kind + ".") and a.arg("saga") == slot
-                    and a.arg("outcome") == "undo" and apply(model, i, s) is not None), None)
-        if nxt is None:
-            return out
-        s = apply(model, model.action_index(nxt), s) or s
-        out.append(nxt)
-    return None
-
-
 def seed_prefixes(model: Model) -> dict[str, list[str]]:
     """The checker's seeds (`model/seeds.py`) as action sequences from the fresh instance,
     keeping those whose every step is enabled and runs into no known divergence; `fresh`
@@ -138,11 +119,7 @@ def seed_prefixes(model: Model) -> dict[str, list[str]]:
         steps: list[str] = []
         ok = True
         for lab in labels:
-            expanded = _expand(model, s, lab)
-            if expanded is None:
-                ok = False
-                break
-            for e in expanded:
+            for e in expand_step(model, s, lab):
                 i = model.action_index(e)
                 t = apply(model, i, s)
                 if t is None or divergence_at(model.actions[i], s) is not None:

@@ -47,31 +47,18 @@ class RevisionResult:
 
 def expanded_prefix(trace: Trace) -> list[str]:
     """The seed prefix with `unwind:` entries expanded to the undo actions they stand for."""
+    from model.seeds import expand_step
     from model.step import apply
 
     model = model_for(trace.cfg)
     s = model.layout.fresh_state()
     labels: list[str] = []
     for lab in trace.seed.prefix:
-        if lab.startswith("unwind:"):
-            kind, _, rest = lab.removeprefix("unwind:").partition("(")
-            slot = int(rest.rstrip(")").split("=")[1])
-            while True:
-                for i, a in enumerate(model.actions):
-                    if (a.name.startswith(kind + ".") and a.arg("saga") == slot
-                            and a.arg("outcome") == "undo"):
-                        t = apply(model, i, s)
-                        if t is not None:
-                            labels.append(a.label)
-                            s = t
-                            break
-                else:
-                    break
-            continue
-        t = apply(model, model.action_index(lab), s)
-        assert t is not None
-        labels.append(lab)
-        s = t
+        for step in expand_step(model, s, lab):
+            t = apply(model, model.action_index(step), s)
+            assert t is not None
+            labels.append(step)
+            s = t
     return labels
 
 

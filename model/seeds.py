@@ -103,10 +103,15 @@ class Seed:
     state: State
 
 
-def _unwind(model: Model, s: State, saga: str, seed: str) -> State:
-    """Run the undo actions of one saga (e.g. `instance-migrate(saga=0)`) until it is idle."""
-    kind, _, rest = saga.partition("(")
+def expand_step(model: Model, s: State, label: str) -> list[str]:
+    """The actions a seed step stands for in state `s`: the step itself, or for
+    `unwind:<saga>(saga=n)` the undo actions (outcome `undo`) that take that saga back to
+    idle, in order."""
+    if not label.startswith("unwind:"):
+        return [label]
+    kind, _, rest = label.removeprefix("unwind:").partition("(")
     slot = int(rest.rstrip(")").split("=")[1])
+    out: list[str] = []
     for _ in range(32):
         nxt = None
         for i, a in enumerate(model.actions):
@@ -114,11 +119,23 @@ def _unwind(model: Model, s: State, saga: str, seed: str) -> State:
                     a.arg("outcome") == "undo":
                 nxt = apply(model, i, s)
                 if nxt is not None:
+                    out.append(a.label)
                     break
         if nxt is None:
-            return s
+            return out
         s = nxt
-    raise SeedError(f"seed {seed!r}: {saga} did not finish unwinding")
+    raise SeedError(f"{label}: the saga did not finish unwinding")
+
+
+def _unwind(model: Model, s: State, saga: str, seed: str) -> State:
+    """Run the undo actions of one saga (e.g. `instance-migrate(saga=0)`) until it is idle."""
+    try:
+        labels = expand_step(model, s, "unwind:" + saga)
+    except SeedError as e:
+        raise SeedError(f"seed {seed!r}: {e}") from None
+    for lab in labels:
+        s = apply(model, model.action_index(lab), s) or s
+    return s
 
 
 def seed_states(model: Model, names: list[str] | None = None) -> list[Seed]:
