@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from model.saga import Action
 from model.state import IDLE, NONE
 from model.step import State
-from model.vocab import VmmState
 
 
 @dataclass(frozen=True)
@@ -41,23 +40,6 @@ def _saga_pool_exhausted(a: Action, s: State) -> bool:
     if a.name == "instance-update.COMMIT_INSTANCE_UPDATES":
         return _pool_full(s, "up")
     return False
-
-
-def _register_answer_needs_update(a: Action, s: State) -> bool:
-    """Re-registration whose answer shows the VMM ended (newer than the database)."""
-    if a.arg("outcome") not in ("ok", "crash"):
-        return False
-    g = int(a.arg("saga") or 0)
-    if a.name == "instance-start.ENSURE_REGISTERED":
-        k = int(s[f"st_vmm.{g}"])
-    elif a.name == "instance-migrate.ENSURE_DESTINATION_PROPOLIS":
-        k = int(s[f"mg_vmm.{g}"])
-    else:
-        return False
-    if k == NONE:
-        return False
-    ended = (VmmState.DESTROYED, VmmState.FAILED)
-    return int(s[f"sa_state.{k}"]) in ended and int(s[f"sa_gen.{k}"]) > int(s[f"v_gen.{k}"])
 
 
 REPORTING = ("sled-agent.deliver_report", "instance-watcher.poll", "user.instance_stop",
@@ -91,14 +73,6 @@ DIVERGENCES: tuple[Divergence, ...] = (
         "say whether the API checks first",
         "neither",
         _delete_with_active_vmm,
-    ),
-    Divergence(
-        "register-answer-starts-update",
-        "a re-executed ENSURE_REGISTERED / ENSURE_DESTINATION_PROPOLIS whose sled answer says "
-        "the VMM ended: the answer goes through notify_instance_updated (SPEC §4.2 node 8), "
-        "which starts an update saga; the model applies the answer but starts none",
-        "impl",
-        _register_answer_needs_update,
     ),
     Divergence(
         "report-names-deleted-migration",

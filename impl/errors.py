@@ -76,6 +76,11 @@ class NexusCrashed(BaseException):
         self.where = where
 
 
+class NexusPanic(BaseException):
+    """A Rust `panic!` in Nexus code. Nexus is built to abort on panic, so the saga executor
+    turns this into `NexusCrashed`: the replica dies, and recovery re-executes the node."""
+
+
 class NexusUnavailable(ApiError):
     """The Nexus replica addressed is down (crashed and not yet recovered)."""
 

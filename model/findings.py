@@ -55,6 +55,14 @@ FINDINGS: list[Finding] = [
             "source and commits NoVmm while the new migration's ids stay set",
             "§4.4 instance_set_migration_ids, §4.6 steps A and D, §6.2", None,
             seed="migration-race"),
+    Finding("F4", "rfd486", ("update_saga_never_panics",),
+            "a migration target vanishes from its sled (the watcher marks it Failed); the "
+            "update saga read the migration still in progress, so step B clears "
+            "target_propolis_id but migration_id stays; once the source reports Completed, "
+            "the next UpdatesRequired (the chain after the commit, or any later update saga) "
+            "finds a completed migration without its target VMM row and panics: Nexus aborts "
+            "and aborts again on every recovery, the instance is never updated again",
+            "§4.9 (#6455), §4.6 steps B and C", None),
 ]
 
 

@@ -71,7 +71,10 @@ def build_update_sagas(cfg: Config, layout: Layout) -> tuple[SagaDef, SagaDef]:
     def fetch_state_and_start_real_saga(ctx: Ctx, p: int) -> Val:
         """FETCH_STATE_AND_START_REAL_SAGA: without the lock, finish; with it, snapshot the
         instance, compute UpdatesRequired, then unlock (nothing to do) or start the child and
-        wait for it. If no child can be created the node fails and the parent unwinds."""
+        wait for it. If no child can be created the node fails and the parent unwinds. If
+        UpdatesRequired panics (step C finds no target VMM row), Nexus aborts: the node
+        never completes and the lock stays held (SPEC §4.6; invariant
+        update_saga_never_panics)."""
         ops = ctx.ops
         locked: Val = True if no_lock else ctx[f"up_locked.{p}"]
         alive = ops.Not(instance_deleted(ctx))
@@ -108,7 +111,9 @@ def build_update_sagas(cfg: Config, layout: Layout) -> tuple[SagaDef, SagaDef]:
                 ctx.set(f"up_child.{p}", c)
         # success without a child: not locked, or nothing to do; a started child holds the node
         finished = ops.Or(ops.Not(locked), ops.And(alive, ops.Not(u.required)))
-        return ops.Or(finished, started), started
+        # step C panics (no target VMM row): Nexus aborts, and every recovery re-executes this
+        # node and panics again, so the saga never leaves it while still holding the lock
+        return ops.Or(finished, started), started, ops.And(locked, alive, u.panic)
 
     parent = SagaDef(
         kind="start-instance-update", prefix="up", slots=cfg.update_parents,
@@ -158,9 +163,12 @@ def build_update_sagas(cfg: Config, layout: Layout) -> tuple[SagaDef, SagaDef]:
                "i_mig": ctx[f"uc_nmig.{c}"]}
         ok = instance_commit_update(ctx, cfg, ctx[f"uc_lid.{c}"], ctx[f"uc_lgen.{c}"], new)
         u = updates_required(ctx, cfg)
-        with ctx.when(ops.And(ok, u.required, ops.Not(instance_deleted(ctx)))):
+        alive = ops.Not(instance_deleted(ctx))
+        with ctx.when(ops.And(ok, u.required, alive, ops.Not(u.panic))):
             spawn_update_saga(ctx, cfg, required=False)  # no free slot: instance-updater
-        return ok
+        # chaining runs UpdatesRequired on the committed state; if that panics, Nexus aborts
+        # after the commit landed and only the crash outcome is possible
+        return ok, False, ops.And(ok, alive, u.required, u.panic)
 
     def destroy_vmm(which: str):  # noqa: ANN202
         def run(ctx: Ctx, c: int) -> Val:

@@ -22,6 +22,7 @@ from typing import Any
 from .actions import Model
 from .effective_state import active_vmm_present, effective_state
 from .expr import Ctx, Disabled, Val
+from .instance_update import FETCH_STATE
 from .instance_updater import sweep_matches
 from .saga import Action
 from .sled_agent import LIVE
@@ -456,14 +457,17 @@ def _i25(s: Ctx, cfg: Config, model: Model) -> Val:
         except Disabled:
             continue
         direct = Ctx(ops, s.cur, s.sizes)
-        a.fn(direct)
+        try:
+            a.fn(direct)
+        except Disabled:
+            continue  # the node cannot complete here at all (its code panics)
         again = Ctx(ops, c1.cur, s.sizes)
         try:
             a.fn(again)
         except Disabled:
             conds.append(False)
             continue
-        enabled = ops.And(*c1.guards) if ops.symbolic else True
+        enabled = ops.And(*c1.guards, *direct.guards) if ops.symbolic else True
         same = ops.And(*[again.cur[n] == direct.cur[n] for n in db])
         replay_ok = ops.And(*again.guards) if ops.symbolic else True
         conds.append(ops.Implies(enabled, ops.And(replay_ok, same)))
@@ -519,6 +523,29 @@ def _i26(s: Ctx, cfg: Config, model: Model) -> Val:
       "Failed with its resources held.", "§8.7; gap G4")
 def _i26b(s: Ctx, cfg: Config, model: Model) -> Val:
     return _update_driven(s, cfg, DEAD)
+
+
+@_inv("update_saga_never_panics", "An update saga never reads a snapshot on which "
+      "UpdatesRequired panics (a completed migration whose target VMM row is missing), "
+      "neither under the lock nor when chaining after its commit: Nexus would abort and, on "
+      "every recovery, abort again.",
+      "§4.6 UpdatesRequired step C")
+def _i27(s: Ctx, cfg: Config, model: Model) -> Val:
+    ops = s.ops
+    no_lock = cfg.has("no-updater-lock")
+
+    def reads(p: int) -> Val:
+        held: Val = True if no_lock else s[f"up_locked.{p}"]
+        return ops.And(s[f"up_mode.{p}"] == FWD, s[f"up_pc.{p}"] == FETCH_STATE,
+                       s[f"up_child.{p}"] == NONE, held)
+
+    # a child that crashed after its commit re-executes it, and the chain reads again
+    commit = child_range(model)[1]
+    chaining = [ops.And(s[f"uc_mode.{c}"] == FWD, s[f"uc_pc.{c}"] == commit, s[f"uc_rp.{c}"])
+                for c in range(cfg.update_children)]
+    reading = ops.Or(*[reads(p) for p in range(cfg.update_parents)], *chaining)
+    return ops.Not(ops.And(reading, ops.Not(instance_deleted(s)),
+                           updates_required(s, cfg).panic))
 
 
 # ------------------------------------------------------------- Oxide's PlusCal update spec

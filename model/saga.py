@@ -7,7 +7,8 @@ for every saga slot:
 * `ok`: the action runs and its outcome is recorded. On success the saga moves to the next
   node that is present in its DAG; on failure it starts unwinding.
 * `crash`: the action took effect but the Nexus crashed before recording it; the node stays
-  pending and is **re-executed** later (so it must be idempotent).
+  pending and is **re-executed** later (so it must be idempotent). An action whose code
+  panics can only take this outcome (Nexus aborts on panic).
 * `fail`: a transient error before the action touched anything; the saga unwinds.
 * `ambiguous`: the action took effect and was still reported as failed (only for nodes whose
   SPEC description says this can happen).
@@ -188,7 +189,8 @@ class _SlotActions:
         def ok(ctx: Ctx) -> None:
             self.guard(ctx, i, FWD)
             ctx.set(self.rp, False)
-            success, hold = _result(node.action(ctx, s))
+            success, hold, panic = _result(node.action(ctx, s))
+            ctx.require(ctx.ops.Not(panic), "the action does not panic")
             with ctx.when(ctx.ops.And(success, ctx.ops.Not(hold))):
                 self.advance(ctx, i)
             with ctx.when(ctx.ops.Not(success)):
@@ -210,7 +212,8 @@ class _SlotActions:
 
         def ambiguous(ctx: Ctx) -> None:
             self.guard(ctx, i, FWD)
-            node.action(ctx, s)
+            panic = _result(node.action(ctx, s))[2]
+            ctx.require(ctx.ops.Not(panic), "the action does not panic")
             self.unwind_from(ctx, i, Outcome("unwound", i, True))
 
         variants: list[tuple[str, Callable[[Ctx], None]]] = [("ok", ok)]
@@ -240,12 +243,15 @@ class _SlotActions:
         return out
 
 
-def _result(r: Val) -> tuple[Val, Val]:
+def _result(r: Val) -> tuple[Val, Val, Val]:
     """A node action returns its success, or (success, hold) where `hold` means the node is
-    still in progress (a parent waiting for its child saga)."""
+    still in progress (a parent waiting for its child saga), or (success, hold, panic) where
+    `panic` means the code reached a Rust panic. Nexus is built with `panic = "abort"`, so a
+    panic is a crash of the replica: only the `crash` outcome remains, and every recovery
+    re-executes the node and panics again (docs/decisions.md "A panic is a crash")."""
     if isinstance(r, tuple):
-        return r[0], r[1]
-    return r, False
+        return (r[0], r[1], r[2]) if len(r) == 3 else (r[0], r[1], False)
+    return r, False, False
 
 
 def lowest_free(ctx: Ctx, base: str, n: int, k: int, free_value: Val) -> Val:

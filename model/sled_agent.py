@@ -12,6 +12,7 @@ never report `Stopped` (Propolis Stopped maps to Stopping), so the model never p
 from __future__ import annotations
 
 from .expr import Ctx, Val
+from .instance_update import spawn_update_saga
 from .notify_instance_updated import notify_instance_updated, vmm_and_migration_update_runtime
 from .saga import Action
 from .state import NONE, Config
@@ -74,8 +75,13 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
     ok = ops.And(ctx.at("sa_state", k) != V.GONE, ctx.at("sa_state", k) != V.ABSENT)
     for j in range(cfg.vmms):  # the returned state goes through notify_instance_updated
         with ctx.when(ops.And(ok, k == j)):
-            vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
-                                             ctx[f"sa_gen.{j}"])
+            needed = vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
+                                                      ctx[f"sa_gen.{j}"])
+            # a re-executed registration can answer that the VMM (or a migration side)
+            # ended: notify_instance_updated then starts an update saga (SPEC §4.2 node 8,
+            # §4.1 step 3); with no free update-saga slot, instance-updater takes over
+            with ctx.when(needed):
+                spawn_update_saga(ctx, cfg, required=False)
     return ok
 
 

@@ -71,12 +71,15 @@ def updates_required(ctx: Ctx, cfg: Config) -> Updates:
     repoint_src = ops.And(failed, ops.Not(act_dead), act_row)
     netop = ops.If(repoint_src, NET_UPDATE, netop)
     netk = ops.If(repoint_src, act, netk)
-    # completed: the target becomes the active VMM
-    move = ops.And(completed, new["i_active"] != tgt)
+    # completed: the migration record's target becomes the active VMM. The snapshot's
+    # target VMM row is the one the instance's target_propolis_id names; step C expects it
+    # and panics when it is missing (the ids can disagree only after quirk Q1 or finding F1)
+    mig_tgt = ctx.at("m_tgt", mig, NONE)
+    move = ops.And(completed, new["i_active"] != mig_tgt)
     panic = ops.And(move, ops.Not(tgt_row))
-    new["i_active"] = ops.If(move, tgt, new["i_active"])
+    new["i_active"] = ops.If(move, mig_tgt, new["i_active"])
     netop = ops.If(move, NET_UPDATE, netop)
-    netk = ops.If(move, tgt, netk)
+    netk = ops.If(move, mig_tgt, netk)
     required = ops.Or(required, move)
     drop_tgt = ops.And(completed, tgt_dead)
     new["i_active"] = ops.If(drop_tgt, NONE, new["i_active"])

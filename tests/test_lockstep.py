@@ -18,7 +18,12 @@ from conformance.lockstep import (
     lockstep_machine,
     trace_name,
 )
-from conformance.replay import Mismatch, replay_trace
+from conformance.refinement import find_run
+from conformance.replay import Mismatch, Replayer, replay_trace
+from impl.errors import NexusCrashed
+from impl.executor.dag import Outcome
+from model.actions import model_for
+from model.step import enabled
 from model.trace import load_itf
 
 
@@ -125,29 +130,38 @@ def test_factory_rejects_bad_arguments() -> None:
         lockstep_machine("baseline", seeds=("nope",))
 
 
-OPEN_RFD486 = Path(__file__).parent / "traces" / "open-rfd486-second-fetch.itf.json"
+PANIC_TRACE = Path(__file__).parent / "traces" / "update-saga-panics.itf.json"
 
 
-def test_open_rfd486_disagreement_is_pinned() -> None:
-    """Open (found 2026-11-30 by the long rfd486 run below): after 58 steps from the
-    `migrating` seed, a second start-instance-update's FETCH_STATE_AND_START_REAL_SAGA fails
-    in the model (the parent unwinds, still holding its lock) while the implementation finds
-    nothing to do, unlocks and finishes. Not yet judged against the SPEC. When either side
-    changes, this test fails: then judge it, and drop the xfail below."""
-    res = replay_trace(load_itf(OPEN_RFD486), str(OPEN_RFD486))
-    assert res.mismatch is not None and res.mismatch.step == 59
-    assert res.mismatch.label == ("start-instance-update.FETCH_STATE_AND_START_REAL_SAGA"
-                                  "(saga=1, outcome=ok)")
-    assert res.mismatch.diff["saga:up.1"] == ("UNWIND@LOCK_INSTANCE", "idle")
+def test_update_saga_panic_is_a_crash_on_both_sides() -> None:
+    """Judged 2026-11-30 (first seen by the long rfd486 run below at step 59, then found by
+    the checker as finding F4 in 8 steps from `migrating`): after the update saga committed
+    a cleared target with the migration still linked, and the source reported Completed,
+    UpdatesRequired step C panics (SPEC §4.6). Nexus aborts on panic, so in the model only
+    the crash outcome of the re-executed commit is enabled, and the implementation's replica
+    crashes when it re-executes the node."""
+    trace = load_itf(PANIC_TRACE)
+    rp = Replayer(trace, str(PANIC_TRACE))
+    try:
+        assert rp._setup(trace.states[0]) is None
+        for i, label in enumerate(trace.labels, start=1):
+            mm = rp.step(i, label, trace.states[i - 1], trace.states[i])
+            assert mm is None, mm.render()
+        model = model_for(trace.cfg)
+        commit = "instance-update.COMMIT_INSTANCE_UPDATES(saga=0, outcome="
+        now = {model.actions[k].label for k in enabled(model, trace.states[-1])}
+        assert commit + "crash)" in now and commit + "ok)" not in now
+        sid = rp.slots.sagas[("uc", 0)]
+        owner = find_run(rp.ctrl, sid)[0].owner  # type: ignore[index]
+        with pytest.raises(NexusCrashed, match="panic"):
+            rp.ctrl.nexuses[owner].step_saga(sid, Outcome.OK)
+    finally:
+        rp.ctrl.close(drop_schema=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("revision", [
-    "baseline",
-    pytest.param("rfd486", marks=pytest.mark.xfail(
-        strict=True, raises=LockstepFailure,
-        reason="open disagreement at step 59, pinned by test_open_rfd486_disagreement_is_pinned")),
-])
+    "baseline", "rfd486"])
 def test_lockstep_conforms_long(revision: str, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DIR_ENV, str(tmp_path))

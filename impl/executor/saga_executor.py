@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from impl.errors import InjectedFailure, NexusCrashed
+from impl.errors import InjectedFailure, NexusCrashed, NexusPanic
 from impl.executor.context import SagaContext
 from impl.executor.dag import AwaitSaga, Node, Outcome, SagaResult, StepInfo, StepReport
 
@@ -160,6 +160,9 @@ class SagaExecutor:
                 out = waiting.finish(child)
             else:
                 out = node.action(ctx)
+        except NexusPanic as e:  # Nexus aborts on panic: a crash, and the node stays pending
+            run.waiting = None
+            raise self._crash(f"in {run.name}/{node.name} (panic: {e})") from e
         except Exception as e:  # an action error: the node failed (SPEC "Saga semantics")
             run.waiting = None
             if outcome == Outcome.CRASH_AFTER:

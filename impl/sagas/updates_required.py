@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from impl.datastore.records import InstanceRuntime, InstanceSnapshot, now
+from impl.errors import NexusPanic
 from model.vocab import InstanceState, MigrationState, VmmState, update_terminal_states
 
 
@@ -79,7 +80,11 @@ def updates_required(
                 network = {"kind": "update", "vmm_id": snap.active_vmm.id, "sled_id": snap.active_vmm.sled_id}
         elif mig.either_side_completed():
             target = mig.target_propolis_id
-            if propolis_id != target and snap.target_vmm is not None:
+            if propolis_id != target:
+                if snap.target_vmm is None:
+                    # omicron expects the target VMM row here and panics without it
+                    raise NexusPanic(f"instance {inst.id}: migration {mig.id} completed but "
+                                     "the snapshot has no target VMM")
                 propolis_id = target
                 network = {"kind": "update", "vmm_id": target, "sled_id": snap.target_vmm.sled_id}
                 update_required = True
