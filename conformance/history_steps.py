@@ -2,10 +2,13 @@
 
 Each instance's events become a sequence of steps (records before, records after, action
 name). Consecutive events of one execution of one model action (same `key`: e.g. the two
-implementation nodes of DESTROY_ACTIVE_VMM, or a node and its re-execution after a crash) are
-joined into one step. (A model step the implementation splits into several transactions
-can also be seen half done, with other writers in between: the validator accepts such a
-step as a partial one, conformance/validate.py.)
+implementation nodes of DESTROY_ACTIVE_VMM, or several transactions of one node) are joined
+into one step. A node re-executed after a crash is a new execution (its key ends in the next
+`#n`) and a step of its own, as in the model; histories recorded before keys had `#n` joined
+it with the first execution (`legacy_join`, `splits`: the validator then also tries the
+join's cuts into consecutive steps). (A model step the implementation splits into several
+transactions can also be seen half done, with other writers in between: the validator
+accepts such a step as a partial one, conformance/validate.py.)
 
 Every step is abstracted on its own, with its own naming of records by model slot:
 
@@ -172,12 +175,50 @@ def steps_of(events: list[Event], order: dict[str, int] | None = None) -> list[S
         key = events[i].key
         while key != "unknown" and j + 1 < len(events) and events[j + 1].key == key:
             j += 1
-        changed = events[i].changed
-        for e in events[i + 1:j + 1]:
-            changed = None if changed is None or e.changed is None else changed | e.changed
-        out.append(_step(events[i], events[j], events[i - 1].records, events[j].records,
-                         rows[i - 1], rows[j], order, changed))
+        out.append(_joined(events, rows, order, i, j))
         i = j + 1
+    return out
+
+
+def _joined(events: list[Event], rows: list[dict[str, Row]], order: dict[str, int], i: int,
+            j: int) -> Step:
+    """Events i..j (i >= 1) as one step from the records after event i - 1."""
+    changed = events[i].changed
+    for e in events[i + 1:j + 1]:
+        changed = None if changed is None or e.changed is None else changed | e.changed
+    return _step(events[i], events[j], events[i - 1].records, events[j].records,
+                 rows[i - 1], rows[j], order, changed)
+
+
+def legacy_join(step: Step) -> bool:
+    """Does the step join events of a saga node under a key without an execution number?
+    Recorders before `#n` keys (impl/history.py `Executions`) gave a node and its
+    re-execution after a crash one key, so such a step may be several model steps."""
+    k = step.first.key
+    return step.first is not step.last and "/" in k and "#" not in k
+
+
+def splits(events: list[Event], order: dict[str, int], step: Step,
+           max_events: int = 8) -> list[list[Step]]:
+    """The ways to cut a joined step of `events` (one instance's) into several consecutive
+    steps, fewest pieces first (at most `max_events` events: else only every event alone)."""
+    i = next(k for k, e in enumerate(events) if e is step.first)
+    j = next(k for k in range(i, len(events)) if events[k] is step.last)
+    rows = [vmm_rows(e.records) for e in events[i - 1:j + 1]]
+    part = events[i - 1:j + 1]
+    n = j - i + 1
+    if n > max_events:
+        masks = [(1 << (n - 1)) - 1]
+    else:
+        masks = sorted(range(1, 1 << (n - 1)), key=lambda m: (m.bit_count(), m))
+    out: list[list[Step]] = []
+    for mask in masks:  # bit b set: cut after the b-th event of the step
+        pieces, a = [], 1
+        for b in range(n):
+            if b == n - 1 or mask >> b & 1:
+                pieces.append(_joined(part, rows, order, a, b + 1))
+                a = b + 2
+        out.append(pieces)
     return out
 
 

@@ -17,6 +17,7 @@ contents (`st_gen`, `up_locked`, `uc_n*`, `*_rp`, ...); docs/conformance.md expl
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -312,15 +313,20 @@ def describe(key: str, v: Value | None) -> str:
     if isinstance(v, bool) or not isinstance(v, int):
         return repr(v)
     base = key.split(".")[0]
-    if base == "i_state":
-        return InstanceState(v).name
-    if base == "v_state":
-        return VmmState(v).name
-    if base in ("m_src_st", "m_tgt_st"):
-        return MigrationState(v).name
+    enum = _ENUM_OF.get(base)
+    if enum is not None:
+        # a Z3 model value of an unconstrained variable may be any number of its bit width
+        try:
+            return enum(v).name
+        except ValueError:
+            return f"{v} (not a {enum.__name__})"
     if base in ("i_active", "i_target", "i_mig", "i_net", "m_src", "m_tgt"):
         return "none" if v == NONE else f"slot {v}"
     return str(v)
+
+
+_ENUM_OF: dict[str, type[IntEnum]] = {"i_state": InstanceState, "v_state": VmmState,
+                                      "m_src_st": MigrationState, "m_tgt_st": MigrationState}
 
 
 __all__ = ["SAGA_NAMES", "abstract", "observe_model", "diff", "describe", "observed_vars"]

@@ -24,12 +24,25 @@ How model actions become controller calls (docs/conformance.md has the full tabl
   saga start fail, as when Nexus dies between the database write and the saga start.
 * Background tasks run for the one record the model action names (`poll_vmm`, `reap_vmm`);
   the task's own query must list that record.
+
+Four checks besides the state comparison:
+
+* After every step, the state the API shows (`Nexus.instance_view`, SPEC §3) is the model's
+  effective state.
+* impl's own simulated sled-agents run underneath the oracle, loaded with the model's sled
+  state before every step; every sled call and sled event also runs on them and must agree
+  with the model's sled (`conformance/sim_sled.py`).
+* After every step, the requests the model refuses (start, migrate, delete, stop, reboot,
+  for a protocol reason rather than the model's bounds) must be refused by `nexus-api`
+  without starting a saga or calling a sled (`_probe_refusals`).
+* After the last step, the implementation is left to settle alone and must satisfy the
+  stress test's database invariants (`_settle_check`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +60,17 @@ from impl.executor.dag import Outcome
 from impl.nexus.nexus import Nexus
 from impl.sled_agent.report import SledVmmState
 from model.actions import Model, model_for
+from model.effective_state import active_vmm_present, effective_state
+from model.expr import CONCRETE, Ctx
+from model.findings import findings_for
+from model.instance_request_state import ALLOWED as REQUEST_STATES
+from model.instance_start import start_allowed
 from model.saga import Action
 from model.state import IDLE, NONE
 from model.step import State
 from model.trace import LoadedTrace
-from model.vocab import MigrationState, VmmState
+from model.updater_lock import instance_deleted
+from model.vocab import ExternalState, MigrationState, VmmState
 
 from .divergences import divergence_at
 from .nodes import GROUPS, PREFIX_OF, SAGA_NAMES, UNMODELLED
@@ -64,11 +83,15 @@ from .refinement import (
     observed_vars,
     saga_keys,
 )
+from .sim_sled import SimSleds
 from .sled import SledOracle, install
 from .slots import BindingConflict, SagaKey, SlotMap
 
 API = "nexus-api"
 ENVIRONMENT_ONLY = ("sled-agent.vmm_transition", "sled-agent.migration_")
+# the stress-test checks (impl/invariants.py) that the baseline's findings break
+BASELINE_LEAKS = ("charge held by ", "charge left for deleted instance ",
+                  "has no sled reservation", "without a live VMM")
 SAGA_PREFIXES = frozenset(SAGA_NAMES)
 NCPUS, MEMORY = 2, 1024
 
@@ -79,6 +102,10 @@ _SET_OWNER = (update(schema.saga).where(schema.saga.c.id == bindparam("b_id"))
 
 class Refused(Exception):
     """The implementation would not take a step the model takes."""
+
+
+class Accepted(Exception):
+    """The implementation would take a request the model refuses."""
 
 
 @dataclass
@@ -108,6 +135,10 @@ class ReplayResult:
     steps: int  # steps replayed (and compared) without a mismatch
     mismatch: Mismatch | None = None
     calls: Counter[str] = field(default_factory=Counter)
+    # impl's simulated sleds: comparisons made, and differences `sim_sled.KNOWN` explained
+    sled_compared: Counter[str] = field(default_factory=Counter)
+    sled_known: Counter[str] = field(default_factory=Counter)
+    settle_excused: list[str] = field(default_factory=list)  # see Replayer._settle_check
 
     @property
     def ok(self) -> bool:
@@ -144,10 +175,13 @@ class Replayer:
         self.ctrl = Controller(db_url=db_url, revision=trace.cfg.revision, mutants=mutants,
                                nexus_ids=(API, *self.nexus_of.values()), pg_schema=pg_schema,
                                datastore=ds)
-        self.oracle = SledOracle(self.slots)
+        self.sims = SimSleds(self.ctrl, self.slots)
+        self.oracle = SledOracle(self.slots, sims=self.sims)
         install(self.ctrl.fleet, self.oracle)
         self.instance_id = ""
         self.calls: Counter[str] = Counter()
+        self._probed: set[tuple[object, ...]] = set()
+        self.settle_excused: list[str] = []
         self.observed = observed_vars(self.model) + [
             v.name for v in self.model.layout.vars if v.name.split("_")[0] in SAGA_PREFIXES]
 
@@ -164,20 +198,76 @@ class Replayer:
             first = self._setup(states[0])
             if first is not None:
                 first.rerun = rerun
-                return ReplayResult(self.path, 0, first, self.calls)
+                return self._result(0, first)
             for i, label in enumerate(labels, start=1):
                 mm = self.step(i, label, states[i - 1], states[i])
                 if mm is not None:
                     mm.rerun = rerun
-                    return ReplayResult(self.path, i - 1, mm, self.calls)
-            return ReplayResult(self.path, len(labels), None, self.calls)
+                    return self._result(i - 1, mm)
+            mm = self._settle_check(len(labels), states[-1])
+            if mm is not None:
+                mm.rerun = rerun
+            return self._result(len(labels), mm)
         finally:
             self.ctrl.close(drop_schema=True)
+
+    def _settle_check(self, n: int, last: State) -> Mismatch | None:
+        """After the last step: the implementation, left to itself from the trace's final
+        state, settles (`Controller.settle`: every report delivered, every saga run, every VMM
+        advanced, the background tasks run) to a state that satisfies the stress test's
+        database invariants (`impl/invariants.py`). Skipped with defects switched on, which
+        are meant to break them, and for a counterexample of a protocol finding
+        (`model/findings.py`), which breaks them by design. The simulated sleds start from the model's final sled state
+        with the model's reports in flight queued, and answer alone from then on.
+
+        Excused (kept in `settle_excused`, every other check still applies): at the baseline
+        the charge and reservation checks, which its protocol findings break (Q1, Q1b, Q3:
+        `mark_instance_failed`, #4226; G4: Failed VMMs are never cleaned up; F2: an unwind
+        that leaves a VMM whose generation moved); in rfd486 a replica crash while settling,
+        which with every node run OK can only be an update saga's panic (finding F4)."""
+        if self.ctrl.datastore.config.mutants or self.trace.meta.get("invariant") in (
+                findings_for(self.trace.cfg.revision)):
+            return None
+        label = "settle after the trace (impl alone)"
+        self.sims.load(last, self.trace.cfg.vmms)
+        for k in range(self.trace.cfg.vmms):
+            if int(last[f"rb_state.{k}"]) != VmmState.ABSENT and self.slots.vmms.id(k):
+                vid = self._vmm_id(k)
+                sled = self.sims.sled_of(vid) or next(iter(self.ctrl.fleet.sleds))
+                self.ctrl.fleet._emit(sled, self._report(k, last))
+        self.oracle.free = True
+        crashes = sum(nx.crashes for nx in self.ctrl.nexuses.values())
+        try:
+            rounds = self.ctrl.settle()
+            bad = self.ctrl.violations() + [
+                v for v in self.ctrl.quiescent_violations() if v not in self.ctrl.violations()]
+        except Exception as e:  # noqa: BLE001 - any implementation error is a finding
+            return Mismatch(n, label, {}, f"the implementation raised {type(e).__name__}: {e}")
+        finally:
+            self.oracle.free = False
+        panicked = sorted(sid for nx in self.ctrl.nexuses.values() for sid in nx.executor.panicked)
+        if panicked and self.trace.cfg.revision == "rfd486":
+            # settling runs every node OK, so a replica crash here is an update saga's panic
+            # (finding F4); the instance is stuck by design, so its checks are excused
+            crashed = sum(nx.crashes for nx in self.ctrl.nexuses.values()) - crashes
+            self.settle_excused = [f"F4: {len(panicked)} saga(s) panicked while settling "
+                                   f"({crashed} replica crashes)", *bad]
+            return None
+        if self.trace.cfg.revision == "baseline":
+            self.settle_excused = [v for v in bad if any(m in v for m in BASELINE_LEAKS)]
+            bad = [v for v in bad if v not in self.settle_excused]
+        if bad:
+            return Mismatch(n, label, {}, f"after {rounds} rounds: " + "; ".join(bad))
+        return None
+
+    def _result(self, steps: int, mm: Mismatch | None) -> ReplayResult:
+        return ReplayResult(self.path, steps, mm, self.calls, self.sims.compared,
+                            self.sims.known, self.settle_excused)
 
     def _setup(self, s0: State) -> Mismatch | None:
         self.oracle.pre = self.oracle.post = s0
         iid, sid = self.ctrl.create_instance("inst", NCPUS, MEMORY, nexus=API)
-        self.instance_id = self.oracle.instance_id = iid
+        self.instance_id = self.oracle.instance_id = self.sims.instance_id = iid
         self.slots.sagas[("cr", None)] = sid
         self._relocate(sid, self.nexus_of[("cr", None)])
         self.ctrl.step(sid, Outcome.OK)
@@ -191,22 +281,44 @@ class Replayer:
               post: State) -> Mismatch | None:
         self.oracle.pre, self.oracle.post, self.oracle.unhealthy = pre, post, False
         self.calls[action.name] += 1
+        env = action.name.startswith(ENVIRONMENT_ONLY)
+        self.sims.divergences.clear()
         try:
+            if not env:
+                self.sims.load(pre, self.trace.cfg.vmms)
             self._execute(action, pre, post)
             self._settle()
             self._bind(pre, post)
+            if not env:
+                self.sims.check(label, post, self.trace.cfg.vmms)
         except Refused as e:
             return Mismatch(i, label, {}, f"the implementation refused: {e}")
         except BindingConflict as e:
             return Mismatch(i, label, {}, str(e))
         except Exception as e:  # noqa: BLE001 - any implementation error is a finding
             return Mismatch(i, label, {}, f"the implementation raised {type(e).__name__}: {e}")
-        if action.name.startswith(ENVIRONMENT_ONLY) and all(
-                pre[n] == post[n] for n in self.observed):
-            # nothing ran in the implementation and only sled variables changed in the model:
-            # both sides are as they were after the previous (compared) step
+        if not (env and all(pre[n] == post[n] for n in self.observed)):
+            # (otherwise nothing ran in the implementation and only sled variables changed in
+            # the model: both sides are as they were after the previous compared step)
+            mm = self._compare(i, label, post)
+            if mm is not None:
+                return mm
+        if self.sims.divergences:
+            return Mismatch(i, label, {}, "impl's simulated sled-agent disagrees with the "
+                                          f"model's sled: {self.sims.divergences[0]}")
+        if env:
             return None
-        return self._compare(i, label, post)
+        shown = self.ctrl.nexus(API).instance_view(self.instance_id)
+        eff = ExternalState(int(effective_state(
+            Ctx(CONCRETE, dict(post), self.model.layout.sizes), self.trace.cfg)))
+        if shown != eff:
+            return Mismatch(i, label, {}, f"the API shows the instance {shown.name}, the "
+                                          f"model's effective state is {eff.name}")
+        try:
+            self._probe_refusals(post)
+        except Accepted as e:
+            return Mismatch(i, label, {}, f"after the step, the implementation accepted {e}")
+        return None
 
     def _tag(self, mm: Mismatch | None, action: Action, pre: State) -> Mismatch | None:
         d = divergence_at(action, pre) if mm is not None else None
@@ -226,7 +338,10 @@ class Replayer:
         if name.startswith("user."):
             self._user(a, pre)
         elif name.startswith(ENVIRONMENT_ONLY):
-            pass  # environment only: the oracle's next state carries it
+            # environment only: the oracle's next state carries it; impl's simulated sleds
+            # take the same step
+            self.sims.event(name, {k: str(v) for k, v in a.args}, pre, post,
+                            self.trace.cfg.vmms)
         elif name == "sled-agent.deliver_report":
             self._deliver(a, pre)
         elif name in ("instance-watcher.poll", "instance-watcher.vmm_gone"):
@@ -315,16 +430,17 @@ class Replayer:
         abandoned_vmm_reaper.reap_vmm(self.ctrl.nexus(API), rec)
 
     @contextmanager
-    def _saga_start(self, nx: Nexus, allowed: bool) -> Iterator[None]:
-        """With `allowed` false, starting an update saga fails (Nexus died after the write)."""
+    def _saga_start(self, nx: Nexus, allowed: bool, everything: bool = False) -> Iterator[None]:
+        """With `allowed` false, starting an update saga (with `everything`, any saga) fails
+        (Nexus died after the write)."""
         if allowed:
             yield
             return
         orig = nx.start_saga
 
         def refuse(name: str, params: dict[str, Any]) -> str:
-            if name == "start-instance-update":
-                raise RuntimeError("replay: Nexus stopped before starting the update saga")
+            if everything or name == "start-instance-update":
+                raise RuntimeError(f"replay: Nexus stopped before starting the {name} saga")
             return orig(name, params)
 
         setattr(nx, "start_saga", refuse)  # noqa: B010 - instance override of a method
@@ -338,6 +454,76 @@ class Replayer:
             if prefix == "up" and slot is not None and slot % self.trace.cfg.nexus_replicas == n:
                 self.ctrl.crash_nexus(nid)
                 self.ctrl.recover_nexus(nid)
+
+    # ------------------------------------------------------------------ refusals
+    def _refused_requests(self, post: State) -> tuple[tuple[object, ...], list[str]]:
+        """The external requests the model refuses in `post` for a reason of the protocol
+        (not of the model's bounds), and the key of the facts that decide it."""
+        cfg = self.trace.cfg
+        ctx = Ctx(CONCRETE, dict(post), self.model.layout.sizes)
+        deleted = bool(instance_deleted(ctx))
+        present = bool(active_vmm_present(ctx))
+        eff = int(effective_state(ctx, cfg))
+        active = int(post["i_active"])
+        running = present and int(post[f"v_state.{active}"]) == VmmState.RUNNING
+        key = (deleted, present, eff, running, int(post["i_mig"]) == NONE,
+               int(post["dl_mode"]) == IDLE)
+        out = []
+        if deleted or not start_allowed(ctx, cfg):
+            out.append("start")
+        if deleted or not (running and int(post["i_mig"]) == NONE):
+            out.append("migrate")
+        elif present:
+            # the model leaves the destination to the caller; a bad one is refused
+            out += ["migrate to its own sled", "migrate to an unknown sled"]
+        if (deleted or eff not in (ExternalState.STOPPED, ExternalState.FAILED)) and int(
+                post["dl_mode"]) == IDLE:
+            out.append("delete")
+        if deleted or not present or eff not in REQUEST_STATES:
+            out += ["stop", "reboot"]
+        return key, out
+
+    def _probe_refusals(self, post: State) -> None:
+        """Ask the implementation (replica `nexus-api`) for every request the model refuses in
+        `post`: each must be refused (an API error, or for start and stop a no-op), without a
+        saga started or a sled called. Each combination of the deciding facts is probed once
+        per trace. Where the model would migrate, a migration to the instance's own sled or to
+        an unknown one is probed instead (the model leaves the destination to the caller)."""
+        key, refused = self._refused_requests(post)
+        if key in self._probed:
+            return
+        self._probed.add(key)
+        c, iid = self.ctrl, self.instance_id
+        here = dst = next(iter(c.fleet.sleds))
+        snap = c.datastore.instance_fetch_all(iid)
+        if snap is not None and snap.active_vmm is not None:
+            here = snap.active_vmm.sled_id
+            dst = next(s for s in c.fleet.sleds if s != here)
+        calls: dict[str, Callable[[], object]] = {
+            "start": lambda: c.start_instance(iid, nexus=API),
+            "migrate": lambda: c.migrate_instance(iid, dst, nexus=API),
+            "migrate to its own sled": lambda: c.migrate_instance(iid, here, nexus=API),
+            "migrate to an unknown sled": lambda: c.migrate_instance(iid, "no-such-sled",
+                                                                     nexus=API),
+            "delete": lambda: c.delete_instance(iid, nexus=API),
+            "stop": lambda: c.stop_instance(iid, nexus=API),
+            "reboot": lambda: c.reboot_instance(iid, nexus=API),
+        }
+        nx = c.nexus(API)
+        for what in refused:
+            sled_calls = len(self.oracle.calls)
+            try:
+                with self._saga_start(nx, False, everything=True):
+                    res = calls[what]()
+            except ApiError:
+                res = None
+            except RuntimeError as e:
+                raise Accepted(f"instance_{what}, which the model refuses here ({e})") from e
+            if len(self.oracle.calls) != sled_calls:
+                raise Accepted(f"instance_{what} far enough to call a sled-agent, which the model "
+                               "refuses here")
+            if res is not None:
+                raise Accepted(f"instance_{what}, which the model refuses here")
 
     # ------------------------------------------------------------------ sagas
     def _saga_node(self, a: Action) -> None:

@@ -24,6 +24,7 @@ model's in-flight report (`rb_*`), not taken from the simulated outbox.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from impl.datastore.records import MigrationRuntime, VmmRuntime, now
@@ -35,6 +36,7 @@ from model.state import NONE
 from model.step import State
 from model.vocab import MigrationState, VmmState
 
+from .sim_sled import SimSleds
 from .slots import SlotMap
 
 RUN_OK = (VmmState.STARTING, VmmState.RUNNING, VmmState.REBOOTING)
@@ -50,6 +52,8 @@ class SledOracle:
     post: State = field(default_factory=dict)
     unhealthy: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
+    sims: SimSleds | None = None  # impl's simulated sleds, run underneath (sim_sled.py)
+    free: bool = False  # the trace is over: the simulated sleds answer alone
 
     def slot(self, vmm_id: str) -> int:
         k = self.slots.vmms.slot(vmm_id, NONE)
@@ -89,16 +93,44 @@ class SledOracle:
 
 
 class ReplaySled(SimSledAgent):
-    """A sled-agent whose Nexus-facing calls are answered by the `SledOracle`."""
+    """A sled-agent whose Nexus-facing calls are answered by the `SledOracle`.
 
-    def __init__(self, sled_id: str, ip: str, oracle: SledOracle) -> None:
-        super().__init__(sled_id, ip, lambda _s, _r: None, lambda _v: None, lambda _m: True)
+    With the oracle's `sims` set, every call also runs on this sled as the implementation's
+    simulated sled-agent (its own VMMs, loaded from the model before the step) and the two
+    outcomes are compared (`conformance/sim_sled.py`); Nexus gets the oracle's answer.
+    """
+
+    def __init__(self, sled_id: str, ip: str, oracle: SledOracle, fleet: Fleet) -> None:
+        super().__init__(sled_id, ip, fleet._emit, fleet.find_vmm, fleet._migration_ok)
         self.oracle = oracle
 
-    def _call(self, what: str, vmm_id: str) -> None:
+    def _answer(self, what: str, vmm_id: str, model: Callable[[], SledVmmState | None],
+                sim: Callable[[], SledVmmState | None], replies: bool = True,
+                gen: bool = False) -> SledVmmState | None:
         self.oracle.calls.append((what, vmm_id))
-        if self.oracle.unhealthy:
-            raise SledUnavailable(f"sled {self.sled_id} is unreachable (replay: sled=unhealthy)")
+        if self.oracle.free:
+            return sim()
+
+        def from_model() -> SledVmmState | None:
+            if self.oracle.unhealthy:
+                raise SledUnavailable(f"sled {self.sled_id} is unreachable (replay: sled=unhealthy)")
+            return model()
+
+        m_rep, m_err = SimSleds.run(from_model)
+        sims = self.oracle.sims
+        if sims is not None:
+            self.unhealthy = self.oracle.unhealthy
+            try:
+                s_rep, s_err = SimSleds.run(sim)
+            finally:
+                self.unhealthy = False
+            k = self.oracle.slots.vmms.slot(vmm_id, NONE)
+            view = None if k is None or k == NONE else sims.model_view(self.oracle.post, k)
+            sims.agree(what, vmm_id, (m_rep, m_err), (s_rep, s_err), gen=gen, vmm=view,
+                       replies=replies)
+        if m_err is not None:
+            raise m_err
+        return m_rep
 
     def instance_register(
         self,
@@ -109,39 +141,69 @@ class ReplaySled(SimSledAgent):
         migration_in_id: str | None = None,
         source_vmm_id: str | None = None,
     ) -> SledVmmState:
-        self._call("register", vmm_id)
-        return self.oracle.sled_report(vmm_id, self.oracle.post)
+        if self.oracle.sims is not None:
+            self.oracle.sims.home.setdefault(vmm_id, self.sled_id)
+        rep = self._answer(
+            "register", vmm_id, lambda: self.oracle.sled_report(vmm_id, self.oracle.post),
+            lambda: SimSledAgent.instance_register(self, vmm_id, instance_id, state, gen,
+                                                   migration_in_id, source_vmm_id),
+            gen=True)
+        assert rep is not None
+        return rep
 
     def instance_unregister(self, vmm_id: str) -> SledVmmState | None:
-        self._call("unregister", vmm_id)
-        return None
+        return self._answer("unregister", vmm_id, lambda: None,
+                            lambda: SimSledAgent.instance_unregister(self, vmm_id))
 
     def instance_unregister_by_instance(self, instance_id: str) -> SledVmmState | None:
-        self._call("unregister", instance_id)
-        return None
+        return self._answer(
+            "unregister", instance_id, lambda: None,
+            lambda: SimSledAgent.instance_unregister_by_instance(self, instance_id))
 
     def instance_put_state(self, vmm_id: str, target: str) -> SledVmmState:
-        self._call(f"put_state:{target}", vmm_id)
-        if target != "run":
-            return self.oracle.sled_report(vmm_id, self.oracle.post)
-        k = self.oracle.slot(vmm_id)
-        if int(self.oracle.pre[f"sa_state.{k}"]) not in RUN_OK:
-            raise SledNoSuchInstance(f"replay: VMM {vmm_id} is not alive on its sled")
-        return self.oracle.no_news(vmm_id)
+        def model() -> SledVmmState:
+            if target != "run":
+                return self.oracle.sled_report(vmm_id, self.oracle.post)
+            k = self.oracle.slot(vmm_id)
+            if int(self.oracle.pre[f"sa_state.{k}"]) not in RUN_OK:
+                raise SledNoSuchInstance(f"replay: VMM {vmm_id} is not alive on its sled")
+            return self.oracle.no_news(vmm_id)
+
+        def sim() -> SledVmmState:
+            rep = SimSledAgent.instance_put_state(self, vmm_id, target)
+            starts = {"stop": "stopping", "reboot": "rebooting"}.get(target)
+            if starts is not None and self._next(self.vmms[vmm_id]) == starts:
+                # the Propolis transition the request starts; the model's answer shows it
+                rep = self.advance(vmm_id) or rep
+            return rep
+
+        # the answer to `run` carries no news in the model: only refusals are compared
+        rep = self._answer(f"put_state:{target}", vmm_id, model, sim, replies=target != "run")
+        assert rep is not None
+        return rep
 
     def instance_migrate(self, vmm_id: str, source_vmm_id: str, migration_id: str) -> SledVmmState:
-        self._call("migrate", vmm_id)
-        m = self.oracle.slots.migrations.slot(migration_id, NONE)
-        if m is None or m == NONE or int(self.oracle.post[f"sa_mtgt_st.{m}"]) == MigrationState.PENDING:
-            raise SledNoSuchInstance(f"replay: migration {migration_id} cannot begin")
-        return self.oracle.no_news(vmm_id)
+        def model() -> SledVmmState:
+            m = self.oracle.slots.migrations.slot(migration_id, NONE)
+            if m is None or m == NONE or int(self.oracle.post[f"sa_mtgt_st.{m}"]) == MigrationState.PENDING:
+                raise SledNoSuchInstance(f"replay: migration {migration_id} cannot begin")
+            return self.oracle.no_news(vmm_id)
+
+        rep = self._answer("migrate", vmm_id, model,
+                           lambda: SimSledAgent.instance_migrate(self, vmm_id, source_vmm_id,
+                                                                 migration_id), replies=False)
+        assert rep is not None
+        return rep
 
     def instance_get_state(self, vmm_id: str) -> SledVmmState:
-        self._call("get_state", vmm_id)
-        return self.oracle.sled_report(vmm_id, self.oracle.post)
+        rep = self._answer("get_state", vmm_id,
+                           lambda: self.oracle.sled_report(vmm_id, self.oracle.post),
+                           lambda: SimSledAgent.instance_get_state(self, vmm_id))
+        assert rep is not None
+        return rep
 
 
 def install(fleet: Fleet, oracle: SledOracle) -> None:
     """Replace every simulated sled-agent of `fleet` by a `ReplaySled`."""
     for sid, sled in list(fleet.sleds.items()):
-        fleet.sleds[sid] = ReplaySled(sid, sled.ip, oracle)
+        fleet.sleds[sid] = ReplaySled(sid, sled.ip, oracle, fleet)

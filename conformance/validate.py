@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import z3
 
 from model.actions import Model, model_for
-from model.expr import lift
+from model.expr import WIDTH, lift
 from model.state import Config
-from model.z3enc import Encoding, Substitution, to_z3
+from model.z3enc import Encoding, to_z3
 
 from .history_divergences import HistoryDivergence, alternatives
 from .history_file import Event, History, gc_paused
@@ -35,10 +36,12 @@ from .history_steps import (
     Obs,
     Step,
     appearance_order,
+    legacy_join,
     needed_bounds,
     observed_names,
     project,
     project_values,
+    splits,
     start_step,
     steps_of,
 )
@@ -111,9 +114,25 @@ class StepChecker:
         self._cands: dict[str, list[int]] = {}
         self._partial: dict[tuple[int, bool], z3.BoolRef] = {}
         self._whole: dict[int, z3.BoolRef] = {}
-        self._label_formula: dict[str, z3.BoolRef] = {}
         fresh = self.model.layout.fresh_state()
         self.fresh: Obs = tuple(fresh[n] for n in self.names)
+        # `_check`'s substitution, done with Z3's C API: the template variables (observed
+        # ones before, then after) are fixed; the values are constants made once each
+        enc, lay, k = self.enc, self.enc.layout, len(self.names)
+        self._ctx = enc.cur[self.names[0]].ctx
+        self._src = (z3.z3core.Ast * (2 * k))()
+        for j, n in enumerate(self.names):
+            self._src[j] = enc.cur[n].as_ast()
+            self._src[k + j] = enc.nxt[n].as_ast()
+        self._is_bool = tuple(lay.kind(n) == "bool" for n in self.names)
+        self._consts: dict[tuple[bool, int | bool], z3.ExprRef] = {}  # keeps the ASTs alive
+        self._const_ast: dict[tuple[bool, int | bool], Any] = {}
+        # per action: positions of the observed variables its effects may change, and its
+        # guard with the equations of just those variables after the step
+        self._wpos: list[frozenset[int]] = [
+            frozenset(j for j, n in enumerate(self.names) if n in eff) for eff in enc.effects]
+        self._written: dict[int, z3.BoolRef] = {}
+        self._survivors: dict[tuple[int, ...], z3.BoolRef] = {}
 
     def candidates(self, label: str) -> list[int]:
         """Per `|`-separated alternative: the actions with this name; else those whose name
@@ -152,12 +171,26 @@ class StepChecker:
                 enc.nxt[n] == enc.effects[i].get(n, enc.cur[n]) for n in self.names])
         return f
 
+    def _const(self, is_bool: bool, value: int | bool) -> Any:
+        """The AST of a Z3 constant (as `to_z3` makes it), made once per process."""
+        key = (is_bool, value)
+        a = self._const_ast.get(key)
+        if a is None:
+            c = self._consts[key] = (z3.BoolVal(bool(value), self._ctx) if is_bool else
+                                     z3.BitVecVal(int(value), WIDTH, self._ctx))
+            a = self._const_ast[key] = c.as_ast()
+        return a
+
     def _check(self, formula: z3.BoolRef, pre: Obs, post: Obs) -> bool:
         """Is `formula` satisfiable with the observed variables fixed to pre / post?"""
-        lay = self.enc.layout
-        pairs = [(self.enc.cur[n], to_z3(lay, n, a)) for n, a in zip(self.names, pre, strict=True)]
-        pairs += [(self.enc.nxt[n], to_z3(lay, n, b)) for n, b in zip(self.names, post, strict=True)]
-        g = z3.simplify(Substitution(pairs)(formula))
+        const, bools = self._const, self._is_bool
+        dst = (z3.z3core.Ast * len(self._src))(
+            *[const(b, a) for b, a in zip(bools, pre, strict=True)],
+            *[const(b, a) for b, a in zip(bools, post, strict=True)])
+        ctx = self._ctx
+        ref = z3.z3core.Z3_substitute(ctx.ref(), formula.as_ast(), len(self._src), self._src,
+                                      dst)
+        g = z3.simplify(z3.z3._to_expr_ref(ref, ctx))
         if z3.is_false(g):
             return False
         if z3.is_true(g):
@@ -168,15 +201,40 @@ class StepChecker:
         self.solver.pop()
         return ok
 
+    def explains_reference(self, pre: Obs, post: Obs, label: str) -> bool:
+        """`explains` asked of Z3 in one piece, without the memo (for tests)."""
+        return self._check(z3.Or([self._full(i) for i in self.candidates(label)]
+                                 or [z3.BoolVal(False)]), pre, post)
+
+    def _guarded_writes(self, i: int) -> z3.BoolRef:
+        """Action `i`'s guard and its effect on the observed variables it may change; that it
+        leaves the others unchanged is checked in Python (`explains`)."""
+        f = self._written.get(i)
+        if f is None:
+            enc = self.enc
+            f = self._written[i] = z3.And([enc.guards[i]] + [
+                enc.nxt[n] == enc.effects[i][n] for n in self.names if n in enc.effects[i]])
+        return f
+
     def explains(self, pre: Obs, post: Obs, label: str) -> bool:
-        """Some action named `label` takes the recorded observed values to the recorded ones."""
+        """Some action named `label` takes the recorded observed values to the recorded ones.
+
+        The same question as `_full` asks of every candidate, in two parts: an action whose
+        effects cannot change an observed variable the step changed is ruled out in Python;
+        Z3 gets the guard and the writes of the others (`_guarded_writes`)."""
         key = (pre, post, label)
         hit = self.memo.get(key)
         if hit is None:
-            f = self._label_formula.get(label)
+            changed = frozenset(j for j, (a, b) in enumerate(zip(pre, post, strict=True))
+                                if a != b)
+            wpos = self._wpos
+            live = tuple(i for i in self.candidates(label) if changed <= wpos[i])
+            if not live:
+                hit = self.memo[key] = False
+                return hit
+            f = self._survivors.get(live)
             if f is None:
-                f = self._label_formula[label] = z3.Or(
-                    [self._full(i) for i in self.candidates(label)] or [z3.BoolVal(False)])
+                f = self._survivors[live] = z3.Or([self._guarded_writes(i) for i in live])
             hit = self.memo[key] = self._check(f, pre, post)
         return hit
 
@@ -336,17 +394,48 @@ def _validate(history: History, revision: str | None) -> Result:
             pre, post = project_values(step, cfg.vmms, cfg.migrations)
         except BoundExceeded as e:
             return done(Unexplained(step.last, step.first, step.label, str(e), {}))
-        if pre == post or chk.explains(pre, post, step.label):
+        if _explained(chk, step, pre, post, divergences):
             continue
-        if _split(step.label) and chk.explains_partly(pre, post, step.label):
-            continue
-        div = next((d for d in alternatives(cfg.revision, step.label)
-                    if _diverges(chk, d, pre, post)), None)
-        if div is not None:
-            divergences[div.name] += 1
+        if legacy_join(step) and _explained_in_pieces(chk, per[iid], orders[iid], step,
+                                                      divergences):
             continue
         return done(chk.explain(step, pre, post, step_legend(step)))
     return done(None)
+
+
+def _explained(chk: StepChecker, step: Step, pre: Obs, post: Obs,
+               divergences: Counter[str]) -> bool:
+    """Some action with the step's label, a partial split step, or a known divergence
+    explains the step (counted in `divergences`)."""
+    if pre == post or chk.explains(pre, post, step.label):
+        return True
+    if _split(step.label) and chk.explains_partly(pre, post, step.label):
+        return True
+    div = next((d for d in alternatives(chk.cfg.revision, step.label)
+                if _diverges(chk, d, pre, post)), None)
+    if div is not None:
+        divergences[div.name] += 1
+        return True
+    return False
+
+
+def _explained_in_pieces(chk: StepChecker, events: list[Event], order: dict[str, int],
+                         step: Step, divergences: Counter[str]) -> bool:
+    """A step joined under a key without an execution number (`legacy_join`) that is
+    several model steps: a node and its re-executions. Accepted when some cut into
+    consecutive steps has every piece explained on its own."""
+    nv, nm = chk.cfg.vmms, chk.cfg.migrations
+    for pieces in splits(events, order, step):
+        counted: Counter[str] = Counter()
+        try:
+            vals = [project_values(p, nv, nm) for p in pieces]
+        except BoundExceeded:
+            continue
+        if all(_explained(chk, p, a, b, counted) for p, (a, b) in zip(pieces, vals,
+                                                                      strict=True)):
+            divergences.update(counted)
+            return True
+    return False
 
 
 def _diverges(chk: StepChecker, d: HistoryDivergence, pre: Obs, post: Obs) -> bool:

@@ -26,7 +26,8 @@ Sagas — which saga takes its next node, and how the node ends
 
 Sled-agents and reports (SPEC §2.1, §4.1)
     World events: `vmm_advance(vmm_id, migration_ok=None)` (one Propolis transition toward
-    the requested state, or through a migration), `vmm_fail(vmm_id)`, `vmm_vanish(vmm_id)`,
+    the requested state, or through a migration), `vmm_fail(vmm_id)`, `vmm_destroy(vmm_id)`
+    (Propolis exits on its own), `vmm_vanish(vmm_id)`,
     `set_sled_unhealthy(sled_id, flag)`; `advanceable_vmms()` lists VMMs with a next step.
     Every change queues a report: `pending_reports()` lists them (`report_id`, `report`);
     `deliver_report(report_id, nexus=, mode="deliver"|"duplicate"|"drop")` pushes one (any
@@ -166,6 +167,9 @@ class Controller:
     def vmm_fail(self, vmm_id: str) -> SledVmmState | None:
         return self.fleet.fail(vmm_id)
 
+    def vmm_destroy(self, vmm_id: str) -> SledVmmState | None:
+        return self.fleet.destroy(vmm_id)
+
     def vmm_vanish(self, vmm_id: str) -> bool:
         return self.fleet.vanish(vmm_id)
 
@@ -244,12 +248,15 @@ class Controller:
         round of background tasks (plus the sagas they start) left the state unchanged. The
         last condition tolerates the harmless no-op update sagas of SPEC §4.7.
         """
-        for nid, nx in self.nexuses.items():
-            if not nx.alive:
-                self.recover_nexus(nid)
         prev: tuple[object, ...] | None = None
         for rounds in range(max_rounds):
+            # a crashed replica restarts (a saga whose code panics crashes it on purpose)
+            for nid, nx in self.nexuses.items():
+                if not nx.alive:
+                    self.recover_nexus(nid)
             progress = self.run_sagas() > 0
+            if self._any_down():
+                continue  # a panic crashed a replica: restart it first
             if self.pending_reports():
                 self.deliver_all_reports()
                 progress = True
@@ -260,14 +267,21 @@ class Controller:
             if progress:
                 continue
             for task in BACKGROUND:
+                if self._any_down():
+                    break
                 self.run_background(task)
             self.run_sagas()
+            if self._any_down():
+                continue  # restart the replica a panic crashed before judging quiescence
             fp = self.fingerprint()
             idle = not self.runnable() and not self.pending_reports()
             if idle and (not advance_vmms or not self.advanceable_vmms()) and fp == prev:
                 return rounds
             prev = fp
         raise RuntimeError("settle: no quiescence")
+
+    def _any_down(self) -> bool:
+        return any(not nx.alive for nx in self.nexuses.values())
 
     def close(self, drop_schema: bool = False) -> None:
         self.datastore.dispose(drop_schema=drop_schema)

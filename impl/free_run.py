@@ -34,8 +34,14 @@ class FreeRun:
         drop_p: float = 0.03,
         dup_p: float = 0.05,
         periods: dict[str, float] | None = None,
+        max_vmms_per_instance: int | None = None,
     ) -> None:
         self.ctl = ctl
+        # With a bound, start and migrate are not requested for an instance that already has
+        # that many VMM records (deleted ones included): a recorded history must fit the
+        # validator's slot bound (conformance/validate.py MAX_SLOTS), because deleting an
+        # instance touches every migration it had and the VMMs they name.
+        self.max_vmms_per_instance = max_vmms_per_instance
         self.rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.crash_p, self.fail_p, self.drop_p, self.dup_p = crash_p, fail_p, drop_p, dup_p
@@ -44,6 +50,13 @@ class FreeRun:
         self.stats: Counter[str] = Counter()
         self._stop = threading.Event()
         self._sled_thread: threading.Thread | None = None
+
+    def _at_vmm_bound(self, instance_id: str) -> bool:
+        if self.max_vmms_per_instance is None:
+            return False
+        mine = [v for v in self.ctl.datastore.vmm_list(include_deleted=True)
+                if v.instance_id == instance_id]
+        return len(mine) >= self.max_vmms_per_instance
 
     def _rand(self) -> float:
         with self._rng_lock:
@@ -110,6 +123,9 @@ class FreeRun:
                 self.stats["forced_crash"] += 1
             iid = self._choice(instance_ids)
             op = self._choice(ops)
+            if op in ("start", "migrate") and self._at_vmm_bound(iid):
+                self.stats["op_skipped_vmm_bound"] += 1
+                continue
             nx = self.ctl.nexuses[self._choice(list(self.ctl.nexuses))]
             try:
                 if op == "start":

@@ -6,16 +6,19 @@ migration rows, sled reservations, provisioning rows) and append one JSON line p
 whose records that transaction changed:
 
     {"seq": 17, "instance": "<uuid>", "label": "instance-update.COMMIT_INSTANCE_UPDATES",
-     "key": "<saga id>/COMMIT_INSTANCE_UPDATES/forward", "changes": {...}}
+     "key": "<saga id>/COMMIT_INSTANCE_UPDATES/forward#1",
+     "changes": {...}}
 
 `label` is the model action name the write belongs to, found by looking at the call stack
 (the saga node being executed, the API call, the report push, the background task), or
 several names separated by `|` when the write may be either; `key`
 identifies one execution of that action, so that the validator can join several transactions
-of one model step (e.g. DESTROY_ACTIVE_VMM's two implementation nodes). An instance's first
-event carries all its `records` (format: `records_of` below), later ones only the `changes`
-(`changes` below). While recording, transactions are serialized process-wide on every engine
-(SQLite already is), so the line order is the commit order.
+of one model step (e.g. DESTROY_ACTIVE_VMM's two implementation nodes); a saga node's key
+ends in `#n`, the group's execution number (a node re-executed after a crash is a new
+execution, `Executions`). An instance's first event carries all its `records` (format:
+`records_of` below), later ones only the `changes` (`changes` below). While recording,
+transactions are serialized process-wide on every engine (SQLite already is), so the line
+order is the commit order.
 """
 
 from __future__ import annotations
@@ -110,7 +113,43 @@ _ENTRY_POINTS: dict[tuple[str, str], str] = {
 }
 
 
-def _saga_label(frame: FrameType) -> tuple[str, str, str | None]:
+class Executions:
+    """Numbers the executions of each saga node group, so that a key names one execution.
+
+    A model node stands for a group of implementation nodes (conformance/nodes.py), run one
+    `_step_forward` / `_step_undo` call each, in index order (undos in reverse). Calls that
+    continue the group's order (the next member, or the `finish` of a member that waited for
+    a child saga) belong to the same execution, as do several transactions of one call; a
+    call that runs a member again (a node re-executed after a crash, SPEC "Saga semantics")
+    starts a new execution: in the model that is a step of its own (e.g. a re-executed
+    SET_MIGRATION_IDS bumps the generation once more, SPEC §4.4 (b)).
+    """
+
+    _ORDER = {"forward": 0, "finish": 1, "undo": 0}
+
+    def __init__(self) -> None:
+        # group key -> (the call's frame, member index, direction, execution number); the
+        # frame is kept so that no later call can be mistaken for it (ids are reused)
+        self._last: dict[str, tuple[FrameType, int, str, int]] = {}
+
+    def number(self, group_key: str, frame: FrameType, idx: int, direction: str) -> int:
+        last = self._last.get(group_key)
+        if last is None:
+            n = 1
+        else:
+            f0, i0, d0, n = last
+            if f0 is not frame:
+                undo = direction == "undo"
+                later = (idx < i0 if undo else idx > i0) or (
+                    idx == i0 and self._ORDER[direction] > self._ORDER[d0])
+                if not later:
+                    n += 1
+        self._last[group_key] = (frame, idx, direction, n)
+        return n
+
+
+def _saga_label(frame: FrameType, executions: Executions | None
+                ) -> tuple[str, str, str | None]:
     from conformance.nodes import group_of
 
     loc = frame.f_locals
@@ -119,11 +158,15 @@ def _saga_label(frame: FrameType) -> tuple[str, str, str | None]:
     group = group_of(run.name, node.name) or f"impl:{node.name}"
     label = f"{run.name}.{group}" + (".undo" if undo else "")
     key = f"{run.saga_id}/{group}/{'undo' if undo else 'forward'}"
+    if executions is not None:
+        direction = "undo" if undo else str(loc.get("direction", "forward"))
+        key += f"#{executions.number(key, frame, int(loc['idx']), direction)}"
     return label, key, run.params.get("instance_id")
 
 
-def current_action() -> tuple[str, str, str | None]:
-    """(model action name, execution key, instance id if known) of the calling thread's write."""
+def current_action(executions: Executions | None = None) -> tuple[str, str, str | None]:
+    """(model action name, execution key, instance id if known) of the calling thread's write;
+    with `executions`, a saga node's key ends in `#n`, its group's execution number."""
     f: FrameType | None = sys._getframe(1)
     outer: tuple[str, str, str | None] | None = None
     outer_frame: FrameType | None = None
@@ -134,7 +177,7 @@ def current_action() -> tuple[str, str, str | None]:
         if name == "notify_instance_updated" and fname.endswith("nexus.py"):
             answer = True
         if name in ("_step_forward", "_step_undo") and fname.endswith("saga_executor.py"):
-            label, key, hint = _saga_label(f)
+            label, key, hint = _saga_label(f, executions)
             # A node that applies a sled's answer may carry news the model's node does not
             # apply (the sled moved on); in the model that news arrives as a report.
             return (f"{label}|sled-agent.deliver_report" if answer else label), key, hint
@@ -176,6 +219,7 @@ class HistoryRecorder:
         self._last: dict[str, Records] = {}
         self._owners: dict[str, str] = {}  # reservation id -> instance whose saga made it
         self._seq = 0
+        self._executions = Executions()
         self._out: IO[str] | None = None
         self.events = 0
 
@@ -197,7 +241,7 @@ class HistoryRecorder:
         """Called inside every transaction, after its statements and before its commit."""
         if self._out is None:
             return
-        label, key, hint = current_action()
+        label, key, hint = current_action(self._executions)
         if hint is not None:
             for (vid,) in conn.execute(select(schema.sled_resource.c.id)):
                 self._owners.setdefault(vid, hint)

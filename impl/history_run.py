@@ -14,6 +14,7 @@ from impl.free_run import FreeRun
 from impl.history import HistoryRecorder
 from impl.testing import Backend, controller, stopped_instance
 
+VMM_BOUND = 6  # conformance/validate.py MAX_SLOTS (impl/ does not import conformance/)
 FAST_PERIODS = {"instance_updater": 0.05, "abandoned_vmm_reaper": 0.1, "instance_watcher": 0.07}
 
 
@@ -27,7 +28,8 @@ def record_free_run(path: str | Path, backend: Backend, revision: str = "baselin
     rec = HistoryRecorder(path).attach(ctl.datastore)
     try:
         ids = [stopped_instance(ctl, f"inst-{k}") for k in range(instances)]
-        run = FreeRun(ctl, seed=seed, periods=FAST_PERIODS)
+        # at most MAX_SLOTS VMM records per instance, the most one validated step may show
+        run = FreeRun(ctl, seed=seed, periods=FAST_PERIODS, max_vmms_per_instance=VMM_BOUND)
         run.start()
         run.random_operations(ids, ops)
         run.quiesce(drain_seconds=drain_seconds)

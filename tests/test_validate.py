@@ -5,6 +5,7 @@ files are refused with exit status 2, and implementation defects show as unexpla
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,118 @@ def test_free_run_history_validates_postgres(tmp_path: Path) -> None:
     assert h.engine == "postgresql"
     res = validate(h)
     assert res.failure is None, res.failure
+
+
+def test_describe_values_outside_the_enum() -> None:
+    """Z3 may give an unconstrained state variable any value of its width; the failure
+    report must still print it."""
+    from conformance.refinement import describe
+    from model.vocab import VmmState
+
+    assert describe("v_state.1", int(VmmState.RUNNING)) == "RUNNING"
+    assert describe("v_state.1", 18) == "18 (not a VmmState)"
+    assert describe("i_state", 9) == "9 (not a InstanceState)"
+    assert describe("m_tgt_st.0", 31) == "31 (not a MigrationState)"
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def test_reexecuted_set_migration_ids_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free run (seed 6, 8 instances, 400 requests; one instance's events kept) in which
+    SET_MIGRATION_IDS crashed after its write and was re-executed: generation 3 -> 4 -> 5
+    (SPEC §4.4 (b) bumps again). The file predates `#n` execution numbers in keys, so both
+    writes share a key and were joined into one step 3 -> 5 that no single model step makes;
+    the validator now cuts such a legacy join into its executions."""
+    import conformance.validate as v
+
+    h = load(HISTORIES / "set-migration-ids-reexecuted.jsonl")
+    res = validate(h)
+    assert res.failure is None, res.failure
+    monkeypatch.setattr(v, "legacy_join", lambda step: False)
+    f = validate(h).failure
+    assert f is not None and f.label == "instance-migrate.SET_MIGRATION_IDS"
+    assert f.first.seq == 74 and f.event.seq == 75
+    # one generation apart either way (Optimize picks one of the two nearest steps)
+    assert [row[0] for row in f.diff] == ["i_gen"], f.diff
+
+
+def test_reexecuted_undo_is_a_step_of_its_own(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free run (seed 7, 8 instances, 400 requests; one instance's events kept) recorded
+    with execution numbers: CREATE_MIGRATION_RECORD's undo (`migration_mark_failed`, each
+    side's generation + 1 with no condition, SPEC §4.4) crashed after its write and ran again
+    (generations 1 -> 2 -> 3), keys `.../undo#1` and `.../undo#2`. Without the numbers the
+    two runs would be joined into one step no model step makes."""
+    import re
+
+    import conformance.validate as v
+
+    src = HISTORIES / "migration-undo-reexecuted.jsonl"
+    assert validate(load(src)).failure is None
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text(re.sub(r'("key": "[^"]*)#\d+"', r'\1"', src.read_text()))
+    monkeypatch.setattr(v, "legacy_join", lambda step: False)
+    f = validate(load(legacy)).failure
+    assert f is not None and f.label == "instance-migrate.CREATE_MIGRATION_RECORD.undo"
+    assert (f.first.seq, f.event.seq) == (202, 204)
+
+
+def test_reexecuted_node_gets_a_new_execution_number() -> None:
+    """Keys name one execution: the members of a node group continue it, running a member
+    again (after a crash) starts the next one; undos go in reverse member order."""
+    from types import FrameType
+
+    from impl.history import Executions
+
+    def frame() -> FrameType:
+        return sys._getframe()
+
+    ex = Executions()
+    f1, f2, f3, f4 = frame(), frame(), frame(), frame()
+    assert ex.number("s/G/forward", f1, 3, "forward") == 1
+    assert ex.number("s/G/forward", f1, 3, "forward") == 1  # a second transaction, same call
+    assert ex.number("s/G/forward", f2, 4, "forward") == 1  # the group's next member
+    assert ex.number("s/G/forward", f3, 4, "forward") == 2  # re-executed after a crash
+    assert ex.number("s/G/forward", f4, 4, "finish") == 2  # finishing after a child saga
+    u1, u2, u3 = frame(), frame(), frame()
+    assert ex.number("s/G/undo", u1, 4, "undo") == 1
+    assert ex.number("s/G/undo", u2, 3, "undo") == 1
+    assert ex.number("s/G/undo", u3, 3, "undo") == 2
+
+
+def test_fast_explains_agrees_with_the_one_piece_query() -> None:
+    """`StepChecker.explains` rules out actions in Python and sends Z3 only the guard and
+    writes of the rest; it must answer as the whole transition formula does, on recorded
+    steps and on steps with one observed value after them changed."""
+    from conformance.history_steps import appearance_order, project_values, steps_of
+    from conformance.validate import StepChecker
+
+    h = load(HISTORIES / "set-migration-ids-reexecuted.jsonl")
+    res = validate(h)
+    chk = StepChecker(res.config)  # a checker of its own: an empty memo
+    seen: set[tuple[object, ...]] = set()
+    asked = 0
+    for evs in h.by_instance().values():
+        for step in steps_of(evs, appearance_order(evs)):
+            pre, post = project_values(step, res.config.vmms, res.config.migrations)
+            variants = [post] + [post[:k] + (post[k] + 1,) + post[k + 1:]  # type: ignore[operator]
+                                 for k in (0, 1, 8, 9) if not isinstance(post[k], bool)]
+            for label in {step.label, "unknown"}:
+                for b in variants:
+                    if pre == b or (pre, b, label) in seen:
+                        continue
+                    seen.add((pre, b, label))
+                    asked += 1
+                    assert chk.explains(pre, b, label) == chk.explains_reference(pre, b, label), (
+                        step.first.seq, label, b)
+    assert asked > 100
+
+
+def test_recorded_free_runs_stay_within_the_validators_slot_bound() -> None:
+    """The free-run driver that records histories stops starting or migrating an instance at
+    the validator's VMM slot bound; the two constants must agree."""
+    from conformance.validate import MAX_SLOTS
+    from impl.history_run import VMM_BOUND
+
+    assert VMM_BOUND == MAX_SLOTS

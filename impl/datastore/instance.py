@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, exists, or_, select, update
 
 from impl.datastore import schema as s
 from impl.datastore.base import DatastoreBase, instance_from_row, migration_from_row, vmm_from_row
@@ -265,10 +265,6 @@ class InstanceQueries(DatastoreBase):
         )
         with self.tx() as conn:
             return [r[0] for r in conn.execute(q)]
-
-    def instance_count(self) -> int:
-        with self.tx() as conn:
-            return int(conn.execute(select(func.count()).select_from(i)).scalar_one())
 
     def instance_clear_active_unconditionally(self, instance_id: str) -> bool:
         """Mutant `start-unwind-clears-unconditionally`: the start undo without its gen check."""

@@ -125,11 +125,6 @@ class MigrationRecord:
     target_propolis_id: str
     target_gen: int
 
-    def is_terminal(self) -> bool:
-        """SPEC §1.3: either side Completed or Failed."""
-        terminal = (MigrationState.COMPLETED, MigrationState.FAILED)
-        return self.source_state in terminal or self.target_state in terminal
-
     def either_side_failed(self) -> bool:
         return MigrationState.FAILED in (self.source_state, self.target_state)
 

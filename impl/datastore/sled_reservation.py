@@ -28,10 +28,6 @@ class SledReservationQueries(DatastoreBase):
         with self.tx() as conn:
             self.insert_ignore_row(conn, sl, {"id": sled_id, "ip": ip, "usable_hardware_threads": hardware_threads})
 
-    def sled_list(self) -> list[tuple[str, str]]:
-        with self.tx() as conn:
-            return [(row.id, row.ip) for row in conn.execute(select(sl).order_by(sl.c.id))]
-
     def sled_reservation_create(
         self, vmm_id: str, hardware_threads: int, ram: int, sled_id: str | None = None
     ) -> str:

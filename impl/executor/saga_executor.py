@@ -61,6 +61,12 @@ class SagaExecutor:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.fault_policy: FaultPolicy | None = None
+        # Sagas whose node panicked here. Nexus aborts on panic and every recovery
+        # re-executes the node and panics again; the process supervisor's memory of the
+        # crash loop survives `forget_all`, and `runnable()` stops offering these sagas so
+        # that drivers do not spin (the saga stays stuck, as in the model). `step()` still
+        # runs them when asked by name.
+        self.panicked: set[str] = set()
 
     @property
     def ds(self) -> Datastore:
@@ -109,6 +115,8 @@ class SagaExecutor:
         with self.lock:
             out = []
             for run in self._runs.values():
+                if run.saga_id in self.panicked:
+                    continue
                 nxt = self._next(run)
                 if nxt is not None:
                     replay = run.status.get(nxt[0]) in ("started", "undo_started") and run.waiting is None
@@ -162,6 +170,7 @@ class SagaExecutor:
                 out = node.action(ctx)
         except NexusPanic as e:  # Nexus aborts on panic: a crash, and the node stays pending
             run.waiting = None
+            self.panicked.add(run.saga_id)
             raise self._crash(f"in {run.name}/{node.name} (panic: {e})") from e
         except Exception as e:  # an action error: the node failed (SPEC "Saga semantics")
             run.waiting = None

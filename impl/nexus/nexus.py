@@ -19,7 +19,6 @@ from impl.background import abandoned_vmm_reaper, instance_updater, instance_wat
 from impl.config import LifecycleConfig
 from impl.datastore import Datastore, determine_effective_state
 from impl.datastore.records import (
-    InstanceRecord,
     InstanceRuntime,
     InstanceSnapshot,
     VmmRuntime,
@@ -401,14 +400,3 @@ class Nexus:
             time.sleep(0.005)
         raise TimeoutError(f"saga {saga_id} did not finish in {timeout}s")
 
-
-def instance_record_is_consistent(inst: InstanceRecord) -> list[str]:
-    """SPEC §6 invariants 1–2 (`assert_instance_record_is_consistent`); returns violations."""
-    bad = []
-    if (inst.state == InstanceState.VMM) != (inst.active_propolis_id is not None):
-        bad.append("state=Vmm iff active_propolis_id")
-    if inst.target_propolis_id is not None and inst.migration_id is None:
-        bad.append("target implies migration")
-    if inst.migration_id is not None and inst.state != InstanceState.VMM and inst.state != InstanceState.FAILED:
-        bad.append("migration implies Vmm")
-    return bad

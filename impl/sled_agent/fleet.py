@@ -103,6 +103,11 @@ class Fleet:
             vmm = self.find_vmm(vmm_id)
             return None if vmm is None else self.sleds[vmm.sled_id].fail(vmm_id)
 
+    def destroy(self, vmm_id: str) -> SledVmmState | None:
+        with self.lock:
+            vmm = self.find_vmm(vmm_id)
+            return None if vmm is None else self.sleds[vmm.sled_id].destroy(vmm_id)
+
     def vanish(self, vmm_id: str) -> bool:
         with self.lock:
             vmm = self.find_vmm(vmm_id)

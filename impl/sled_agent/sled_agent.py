@@ -7,7 +7,8 @@ which Nexus passes to `notify_instance_updated`. Unknown VMMs give 404 `SledNoSu
 an `unhealthy` sled gives `SledUnavailable` for every call.
 
 World events (driven by the controller or by the free-running fleet thread): `advance` (one
-Propolis transition toward the requested state or through a migration), `fail`, `vanish`.
+Propolis transition toward the requested state or through a migration), `fail`, `destroy`,
+`vanish`.
 Every change is handed to `emit`, the fleet's outbox.
 """
 
@@ -219,6 +220,15 @@ class SimSledAgent:
         if vmm is None:
             return None
         vmm.set(Propolis.FAILED)
+        return self._changed(vmm)
+
+    def destroy(self, vmm_id: str) -> SledVmmState | None:
+        """The VMM's Propolis exits on its own (the guest halted, or the process went away
+        cleanly): Destroyed (gen +1), migrations failed, zone torn down."""
+        vmm = self.vmms.get(vmm_id)
+        if vmm is None:
+            return None
+        vmm.set(Propolis.DESTROYED)
         return self._changed(vmm)
 
     def vanish(self, vmm_id: str) -> bool:
