@@ -33,6 +33,13 @@ HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
         "an unwinding start saga's CREATE_VMM_RECORD undo) may have soft-deleted it. The "
         "model's reap lists and writes in one step, so its guard `not deleted` fails",
         stale_guard=True),
+    HistoryDivergence(
+        "watcher-acts-on-stale-list", None, "instance-watcher", "sled-agent.deliver_report",
+        "SPEC §4.9: the watcher lists VMMs joined with their non-deleted instances, then asks "
+        "each sled and passes the answer (rfd486: the made-up Failed report) to "
+        "notify_instance_updated in later transactions; the instance may be deleted in "
+        "between. The model's poll lists and writes in one step (guard `instance not "
+        "deleted`); the late write is the same guarded VMM write as a report's"),
     *(HistoryDivergence(
         f"{op}-answer-after-unlink", None, f"user.instance_{op}", "sled-agent.deliver_report",
         f"SPEC §4.3: {op} reads the instance and its active VMM, asks the sled, then passes the "

@@ -357,3 +357,21 @@ def test_recorded_free_runs_stay_within_the_validators_slot_bound() -> None:
     from impl.history_run import VMM_BOUND
 
     assert VMM_BOUND == MAX_SLOTS
+
+
+def test_watcher_write_after_the_instance_was_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free run (rfd486, seed 3, 6 instances, 400 requests) in which the instance-watcher
+    listed a VMM while its instance was alive, and wrote the VMM Failed after the instance
+    was deleted (SPEC §4.9: list, then ask the sled, then notify, in separate transactions).
+    The model's poll is one step and needs a live instance; the known history divergence
+    `watcher-acts-on-stale-list` explains the late write as the guarded VMM write of a
+    report, and without it the step is unexplained."""
+    import conformance.validate as v
+
+    h = load(HISTORIES / "watcher-stale-list.jsonl")
+    res = validate(h)
+    assert res.failure is None, res.failure
+    assert res.divergences["watcher-acts-on-stale-list"] == 1
+    monkeypatch.setattr(v, "alternatives", lambda revision, label: [])
+    f = validate(h).failure
+    assert f is not None and f.label == "instance-watcher" and f.event.seq == 93
