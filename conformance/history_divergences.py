@@ -34,6 +34,16 @@ HISTORY_DIVERGENCES: tuple[HistoryDivergence, ...] = (
         "model's reap lists and writes in one step, so its guard `not deleted` fails",
         stale_guard=True),
     HistoryDivergence(
+        "fetch-unlocks-on-stale-snapshot", None,
+        "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA",
+        "start-instance-update.LOCK_INSTANCE.undo",
+        "SPEC §4.6 node 3: instance_fetch_all reads the snapshot, UpdatesRequired finds "
+        "nothing to do, then instance_updater_unlock runs as a separate query; a report "
+        "(e.g. the active VMM Destroyed) may land in between, and its own update saga finds "
+        "the lock still held, so the work falls to the instance-updater sweep. The model's "
+        "node reads and unlocks in one step and, on the newer state, would start a child; the "
+        "late write is the same holder-checked unlock as LOCK_INSTANCE's undo"),
+    HistoryDivergence(
         "watcher-acts-on-stale-list", None, "instance-watcher", "sled-agent.deliver_report",
         "SPEC §4.9: the watcher lists VMMs joined with their non-deleted instances, then asks "
         "each sled and passes the answer (rfd486: the made-up Failed report) to "

@@ -375,3 +375,24 @@ def test_watcher_write_after_the_instance_was_deleted(monkeypatch: pytest.Monkey
     monkeypatch.setattr(v, "alternatives", lambda revision, label: [])
     f = validate(h).failure
     assert f is not None and f.label == "instance-watcher" and f.event.seq == 93
+
+
+def test_fetch_unlock_after_a_newer_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free run (baseline, seed 13, 6 instances, 400 requests): FETCH_STATE_AND_START_REAL_SAGA
+    read a snapshot with nothing to do, then a report wrote the active VMM Destroyed, then the
+    node's unlock ran (SPEC §4.6 node 3: read and unlock are separate queries). The model's
+    node reads and unlocks in one step; the known divergence `fetch-unlocks-on-stale-snapshot`
+    explains the late write as the holder-checked unlock, and without it the step is
+    unexplained."""
+    import conformance.validate as v
+
+    h = load(HISTORIES / "fetch-unlocks-on-stale-snapshot.jsonl")
+    res = validate(h)
+    assert res.failure is None, res.failure
+    assert res.divergences["fetch-unlocks-on-stale-snapshot"] == 1
+    orig = v.alternatives
+    monkeypatch.setattr(v, "alternatives", lambda revision, label: [
+        d for d in orig(revision, label) if d.name != "fetch-unlocks-on-stale-snapshot"])
+    f = validate(h).failure
+    assert f is not None and f.event.seq == 119
+    assert f.label == "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA"
