@@ -155,6 +155,13 @@ def test_update_saga_panic_is_a_crash_on_both_sides() -> None:
         owner = find_run(rp.ctrl, sid)[0].owner  # type: ignore[index]
         with pytest.raises(NexusCrashed, match="panic"):
             rp.ctrl.nexuses[owner].step_saga(sid, Outcome.OK)
+        # left alone, the implementation restarts the replica, stops offering the panicking
+        # saga (and any later update saga that panics on the same snapshot), and settles
+        # with the instance reported stuck
+        rp.oracle.free = True
+        rp.ctrl.settle()
+        assert rp.ctrl.stuck_instances() == {rp.instance_id}
+        assert all(nx.alive for nx in rp.ctrl.nexuses.values())
     finally:
         rp.ctrl.close(drop_schema=True)
 
