@@ -121,8 +121,10 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                                 description=f"{cfg.revision}: induction (unbounded)")
                 ind = houdini(cfg, job_ids)
                 proved = [i for i in ind.proved if report.verdicts[i].status == "holds"]
-            results[cfg.revision] = RevisionResult(report, findings_for(cfg.revision), files,
-                                                   proved)
+            # only findings this check can meet explain a violation (a violation of F2's
+            # invariant from the default seeds within the default depth is not F2)
+            scope = findings_for(cfg.revision, seeds, depth, DEFAULT_DEPTH)
+            results[cfg.revision] = RevisionResult(report, scope, files, proved)
     return results
 
 

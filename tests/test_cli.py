@@ -99,3 +99,15 @@ def test_unbounded_proves_some_invariants_for_every_depth(tmp_path: Path) -> Non
     assert v["counter_matches_rows"]["unbounded"] is True
     # not inductive on its own: needs companions Houdini cannot find alone
     assert v["no_leaked_lock"]["unbounded"] is False
+
+
+def test_violation_of_an_out_of_scope_findings_invariant_counts(tmp_path: Path) -> None:
+    """`no_dangling_vmm_refs` is also the invariant of finding F2, which the default seeds
+    cannot meet within the default depth. With `delete-vmm-before-commit` it breaks at depth
+    5: that is the defect caught (exit 1), not the finding."""
+    r = runner.invoke(app, ["verify", "-r", "baseline", "-m", "delete-vmm-before-commit",
+                            "-i", "no_dangling_vmm_refs", "--first",
+                            "--trace-dir", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    assert "counterexample: no_dangling_vmm_refs" in r.output
+    assert "F2" not in r.output
