@@ -129,13 +129,8 @@ class SimSleds:
         return self.home[vmm_id]
 
     def _mig_side(self, s: State, m: int, side: str) -> MigrationSide | None:
-        if m == NONE:
-            return None
-        mid = self.slots.migrations.id(m)
-        st = int(s[f"sa_m{side}_st.{m}"])
-        if mid is None or st == MigrationState.ABSENT:
-            return None
-        return MigrationSide(mid, MigrationState(st), int(s[f"sa_m{side}_gen.{m}"]))
+        got = self.slots.sled_migration_side(s, m, side)
+        return None if got is None else MigrationSide(*got)
 
     def _peer_id(self, s: State, m: int, which: str) -> str | None:
         if m == NONE:

@@ -62,13 +62,8 @@ class SledOracle:
         return k
 
     def side(self, s: State, m: int, side: str) -> MigrationRuntime | None:
-        if m == NONE:
-            return None
-        mid = self.slots.migrations.id(m)
-        st = int(s[f"sa_m{side}_st.{m}"])
-        if mid is None or st == MigrationState.ABSENT:
-            return None
-        return MigrationRuntime(mid, MigrationState(st), int(s[f"sa_m{side}_gen.{m}"]), now())
+        got = self.slots.sled_migration_side(s, m, side)
+        return None if got is None else MigrationRuntime(*got, now())
 
     def sled_report(self, vmm_id: str, s: State) -> SledVmmState:
         """What the sled knows about the VMM in model state `s`; 404 when it knows nothing."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from model.state import NONE
+from model.step import State
+from model.vocab import MigrationState
+
 
 class BindingConflict(ValueError):
     """An id is already bound to another slot (or the slot to another id)."""
@@ -53,6 +57,18 @@ class SlotMap:
     migrations: Bijection = field(default_factory=lambda: Bijection("migration"))
     locks: Bijection = field(default_factory=lambda: Bijection("lock id"))
     sagas: dict[SagaKey, str] = field(default_factory=dict)
+
+    def sled_migration_side(self, s: State, m: int,
+                            side: str) -> tuple[str, MigrationState, int] | None:
+        """The sled's view in model state `s` of migration slot `m`'s `side` ("src" or
+        "tgt"): (implementation id, state, generation), or None when there is none."""
+        if m == NONE:
+            return None
+        mid = self.migrations.id(m)
+        st = int(s[f"sa_m{side}_st.{m}"])
+        if mid is None or st == MigrationState.ABSENT:
+            return None
+        return mid, MigrationState(st), int(s[f"sa_m{side}_gen.{m}"])
 
     def saga_key_of(self, saga_id: str) -> SagaKey | None:
         for k, v in self.sagas.items():

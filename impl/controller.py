@@ -231,9 +231,9 @@ class Controller:
         """The observable state, ignoring lock generations and the saga log, and the records
         of the instances in `exclude`."""
         ds = self.datastore
-        vmms = [v for v in ds.vmm_list(include_deleted=True) if v.instance_id not in exclude]
-        mine = {v.id for v in vmms}
-        every = {v.id for v in ds.vmm_list(include_deleted=True)}
+        every = ds.vmm_list(include_deleted=True)
+        vmms = [v for v in every if v.instance_id not in exclude]
+        left_out = {v.id for v in every} - {v.id for v in vmms}
         return (
             tuple(
                 (i.id, i.state, i.state_generation, i.active_propolis_id, i.target_propolis_id, i.migration_id, i.updater_id)
@@ -242,7 +242,7 @@ class Controller:
             ),
             tuple(vmms),
             tuple(sorted((k, v) for k, v in ds.sled_reservations().items()
-                         if k in mine or k not in every)),
+                         if k not in left_out)),
             tuple(sorted((k, v) for k, v in ds.provisioning_resources().items()
                          if k not in exclude)),
             tuple(sorted(ds.provisioning_counters().items())),
