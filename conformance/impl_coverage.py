@@ -3,9 +3,12 @@
 `measure()` wraps the replay: coverage.py traces `impl/` with branch coverage while the
 traces run, and the result says, per file and in total, how many statements and branches
 the suite reached. Two totals are reported: all of `impl/`, and the protocol code alone,
-which leaves out the modules a model trace cannot reach by design (`NOT_PROTOCOL`: the demo,
-the free-running stress driver, the test helpers and the history recorder, which are driven
-by their own commands and tests).
+which leaves out the modules a plain trace replay cannot reach by design (`NOT_PROTOCOL`: the
+free-running stress driver, the test helpers and the history recorder, which are driven by
+their own commands and tests). `lifecycle conformance --impl-coverage` measures the whole
+conformance run instead: replays, the histories recorded while replaying, the stress run
+and, with teeth, the replays with implementation defects on. (The scripted demo is not
+implementation code: it lives in `lifecycle/demo_cmd.py`.)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMPL = Path(__file__).resolve().parent.parent / "impl"
-NOT_PROTOCOL = ("demo.py", "free_run.py", "testing.py", "history.py", "history_run.py")
+NOT_PROTOCOL = ("free_run.py", "testing.py", "history.py", "history_run.py")
 
 
 @dataclass(frozen=True)

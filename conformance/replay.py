@@ -57,6 +57,7 @@ from impl.datastore import Datastore, schema
 from impl.datastore.records import MigrationRuntime, VmmRuntime, now
 from impl.errors import ApiError, NexusCrashed
 from impl.executor.dag import Outcome
+from impl.history import HistoryRecorder
 from impl.nexus.nexus import Nexus
 from impl.sled_agent.report import SledVmmState
 from model.actions import Model, model_for
@@ -158,8 +159,10 @@ class Replayer:
     """Replays one loaded trace on a fresh implementation."""
 
     def __init__(self, trace: LoadedTrace, path: str = "<trace>", db_url: str = "sqlite://",
-                 pg_schema: str | None = None, impl_mutants: tuple[str, ...] | None = None) -> None:
+                 pg_schema: str | None = None, impl_mutants: tuple[str, ...] | None = None,
+                 history: Path | None = None) -> None:
         self.trace = trace
+        self.history = history  # where impl/history.py records the replay, if anywhere
         self.path = path
         self.db_url = db_url
         self.model: Model = model_for(trace.cfg)
@@ -194,6 +197,8 @@ class Replayer:
     def run(self) -> ReplayResult:
         states, labels = self.trace.states, self.trace.labels
         rerun = rerun_command(self.path, self.db_url, self.impl_mutants)
+        recorder = HistoryRecorder(self.history).attach(self.ctrl.datastore) \
+            if self.history is not None else None
         try:
             first = self._setup(states[0])
             if first is not None:
@@ -209,6 +214,8 @@ class Replayer:
                 mm.rerun = rerun
             return self._result(len(labels), mm)
         finally:
+            if recorder is not None:
+                recorder.detach(self.ctrl.datastore)
             self.ctrl.close(drop_schema=True)
 
     def _settle_check(self, n: int, last: State) -> Mismatch | None:
@@ -642,6 +649,9 @@ class Replayer:
 
 def replay_trace(trace: LoadedTrace, path: str = "<trace>", db_url: str = "sqlite://",
                  pg_schema: str | None = None,
-                 impl_mutants: tuple[str, ...] | None = None) -> ReplayResult:
+                 impl_mutants: tuple[str, ...] | None = None,
+                 history: Path | None = None) -> ReplayResult:
+    """Replay one trace on a fresh implementation; with `history`, the implementation also
+    records its own database-level history of the replay there (impl/history.py)."""
     return Replayer(trace, str(Path(path)) if path != "<trace>" else path, db_url, pg_schema,
-                    impl_mutants).run()
+                    impl_mutants, history).run()

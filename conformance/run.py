@@ -21,6 +21,7 @@ from model.vocab import MUTANTS
 
 from .generate import generate_suite, write_suite
 from .replay import Mismatch, ReplayResult, replay_trace
+from .replay_history import replay_with_history
 
 Schema = Callable[[], str | None]
 
@@ -36,10 +37,17 @@ class RevisionReport:
     mismatches: dict[str, Mismatch] = field(default_factory=dict)
     detected: dict[str, tuple[str, Mismatch]] = field(default_factory=dict)
     missed: list[str] = field(default_factory=list)
+    # the implementation's own histories: of every replay (conformance/replay_history.py)
+    # and of one free-running stress run (impl/history_run.py)
+    histories: bool = False
+    history_events: int = 0
+    history_failures: dict[str, Mismatch] = field(default_factory=dict)
+    stress: StressResult | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and not self.missed
+        return (not self.mismatches and not self.missed and not self.history_failures
+                and (self.stress is None or self.stress.ok))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -54,11 +62,82 @@ class RevisionReport:
             "mutants_detected": {m: {"trace": p, "step": mm.step, "action": mm.label}
                                  for m, (p, mm) in self.detected.items()},
             "mutants_missed": self.missed,
+            "replay_histories": None if not self.histories else {
+                "traces": self.traces, "events": self.history_events,
+                "unexplained": {p: m.render() for p, m in self.history_failures.items()}},
+            "stress_history": None if self.stress is None else self.stress.to_json(),
         }
 
 
+@dataclass
+class StressResult:
+    """A free run (several replicas, threads, faults) recorded and validated."""
+
+    seed: int
+    instances: int
+    ops: int
+    events: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    failure: str = ""  # the first unexplained event, rendered, or why the run failed
+    kept: str = ""  # the history file, kept when validation fails
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure
+
+    def to_json(self) -> dict[str, object]:
+        return {"seed": self.seed, "instances": self.instances, "ops": self.ops,
+                "events": self.events, "steps": self.steps, "seconds": round(self.seconds, 2),
+                "unexplained": self.failure or None, "history": self.kept or None}
+
+
+def stress_history(revision: str, db_url: str, schema: Schema, seed: int, instances: int,
+                   ops: int) -> StressResult:
+    """Record a free run of the implementation (impl/history_run.py) on `db_url` and check
+    every recorded step against the model (conformance/validate.py). On failure the history
+    file is kept and named, so `lifecycle validate FILE` reruns the check."""
+    import shutil
+    import tempfile
+
+    from impl.history_run import record_free_run
+    from impl.testing import Backend
+
+    from .history_file import HistoryError, load
+    from .validate import validate
+
+    out = StressResult(seed, instances, ops)
+    tmp = Path(tempfile.mkdtemp(prefix="lc_stress_"))
+    path = tmp / f"stress-{revision}-seed{seed}.history.jsonl"
+    t0 = time.perf_counter()
+    try:
+        record_free_run(path, Backend(db_url, schema()), revision, (), seed, instances, ops)
+        res = validate(load(path), revision)
+        out.events, out.steps = res.events, res.steps
+        if res.failure is not None:
+            f = res.failure
+            out.failure = (f"event seq {f.event.seq} ({f.label}) is not a transition of the "
+                           f"model: {f.reason}")
+    except HistoryError as e:
+        out.failure = f"the recorded history cannot be read: {e}"
+    finally:
+        out.seconds = time.perf_counter() - t0
+        if out.failure and path.exists():
+            kept = Path(tempfile.mkdtemp(prefix="lc_history_")) / path.name
+            shutil.copyfile(path, kept)
+            out.kept = str(kept)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: int, seed: int,
-                 teeth: bool = True, last_mile: bool = True) -> RevisionReport:
+                 teeth: bool = True, last_mile: bool = True, histories: bool = True,
+                 stress_instances: int = 6, stress_ops: int = 400) -> RevisionReport:
+    """Generate the revision's suite and replay it; with `histories`, replay it once more
+    with the implementation's history recorder on and validate every recorded history, and
+    validate the history of one free-running stress run (`stress_ops` random requests on
+    `stress_instances` instances, random seed `seed`; none with `stress_ops` 0); with
+    `teeth`, replay it once per implementation defect."""
     cfg = Config(revision=revision)
     suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile)
     paths = write_suite(suite, out / revision, seed)
@@ -76,6 +155,17 @@ def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: i
         if res.mismatch is not None:
             rep.mismatches[p] = res.mismatch
     rep.seconds = time.perf_counter() - t0
+    if histories:
+        rep.histories = True
+        for p, tr in traces:
+            chk = replay_with_history(tr, p, db_url, schema())
+            rep.history_events += chk.events
+            mm = chk.mismatch()
+            if mm is not None and chk.replay.ok:  # a replay mismatch is already reported
+                rep.history_failures[p] = mm
+        if stress_ops > 0:
+            rep.stress = stress_history(revision, db_url, schema, seed, stress_instances,
+                                        stress_ops)
     if teeth:
         for m in sorted(k for k, mu in MUTANTS.items() if mu.in_impl):
             for p, tr in traces:
@@ -101,6 +191,14 @@ def write_junit(path: Path, reports: list[RevisionReport]) -> None:
         for name, mm in r.mismatches.items():
             cases.append((f"replay {name}", mm.render()))
         cases.append((f"replay of {r.traces} traces", None))
+        for name, mm in r.history_failures.items():
+            cases.append((f"history of the replay of {name}", mm.render()))
+        if r.histories:
+            cases.append((f"histories of {r.traces} replays", None))
+        if r.stress is not None:
+            cases.append((f"stress history (seed {r.stress.seed})",
+                          r.stress.failure + (f" (kept in {r.stress.kept})"
+                                              if r.stress.kept else "") or None))
         for m in sorted(r.detected):
             cases.append((f"teeth {m}", None))
         for m in r.missed:

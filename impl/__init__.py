@@ -12,5 +12,5 @@ Layout (one protocol concept per module; SPEC sections in each docstring):
 * `nexus/` — a Nexus replica: external API, report path, failure marking (§4.1–§4.10).
 * `background/` — instance-updater, abandoned-vmm-reaper, instance-watcher (§4.7–§4.9).
 * `controller.py` — step-by-step execution for trace replay; `free_run.py` — threads.
-* `invariants.py`, `testing.py`, `demo.py`.
+* `invariants.py`, `testing.py` (the scripted demo of `lifecycle demo` lives in `lifecycle/demo_cmd.py`).
 """

@@ -144,7 +144,7 @@ def demo(
     db: str = typer.Option("sqlite://", help="Database URL (default: embedded in-memory SQLite)."),
 ) -> None:
     """Run a short scripted lifecycle (create, start, migrate, stop, delete) and print each state."""
-    from impl.demo import run_demo
+    from .demo_cmd import run_demo
 
     raise typer.Exit(run_demo(db))
 

@@ -28,6 +28,19 @@ def conformance(
     last_mile: bool = typer.Option(True, "--last-mile/--no-last-mile",
                                    help="Finally try every uncovered action after every "
                                         "stored prefix."),
+    histories: bool = typer.Option(
+        True, "--histories/--no-histories",
+        help="Validate the implementation's own recorded histories: of every replay, and of "
+             "one free-running stress run."),
+    stress_instances: int = typer.Option(6, "--stress-instances", min=1,
+                                         help="Instances of the stress run."),
+    stress_ops: int = typer.Option(400, "--stress-ops", min=0,
+                                   help="Random requests of the stress run (0: no stress "
+                                        "run)."),
+    impl_coverage: Path = typer.Option(
+        None, "--impl-coverage",
+        help="Measure the branch coverage of impl/ reached by the whole run (coverage.py); "
+             "print it and write a JSON report here."),
 ) -> None:
     """Generate each revision's suite, replay it against the implementation and check that
     every implementation defect makes some trace fail.
@@ -35,6 +48,31 @@ def conformance(
     Exit status: 0 when every trace conforms and every defect is detected, 1 otherwise, 2 on
     bad usage.
     """
+    import sys
+    from contextlib import nullcontext
+
+    from conformance.impl_coverage import ImplCoverage, measure
+
+    # coverage starts before impl/ is first imported, so its module-level lines count
+    if impl_coverage is not None and any(m == "impl" or m.startswith("impl.")
+                                         for m in sys.modules):
+        err.print("[bold red]error:[/] --impl-coverage needs a fresh process: impl/ is "
+                  "already imported")
+        raise typer.Exit(2)
+    cov_ctx = measure() if impl_coverage is not None else nullcontext(ImplCoverage())
+    with cov_ctx as cov:
+        ok = _run(revision, db, junit, json_path, out, walks, seed, teeth, last_mile,
+                  histories, stress_instances, stress_ops)
+    if impl_coverage is not None:
+        from .traces_cmd import print_impl_coverage
+
+        print_impl_coverage(cov, impl_coverage, "this conformance run")
+    raise typer.Exit(0 if ok else 1)
+
+
+def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Path | None,
+         out: Path, walks: int, seed: int, teeth: bool, last_mile: bool, histories: bool,
+         stress_instances: int, stress_ops: int) -> bool:
     from conformance.run import run_revision, write_json, write_junit
     from impl.testing import unique_schema
 
@@ -51,26 +89,41 @@ def conformance(
     def schema() -> str | None:
         return unique_schema("lc_conf") if pg else None
 
-    reports = [run_revision(r, out, db, schema, walks, seed, teeth, last_mile)
+    reports = [run_revision(r, out, db, schema, walks, seed, teeth, last_mile, histories,
+                            stress_instances, stress_ops)
                for r in revs]
     t = Table(title="conformance")
     for col in ("revision", "traces", "steps", "steps/s", "actions", "pairs", "mismatches",
-                "defects detected"):
+                "replay histories", "stress history", "defects detected"):
         t.add_column(col)
     for r in reports:
         rate = f"{r.steps / r.seconds:.0f}" if r.seconds else "-"
         found = f"{len(r.detected)}/{len(r.detected) + len(r.missed)}" if teeth else "-"
+        hist = (f"{r.traces - len(r.history_failures)}/{r.traces} valid, "
+                f"{r.history_events} events") if r.histories else "-"
+        stress = "-" if r.stress is None else (
+            f"{'valid' if r.stress.ok else 'INVALID'}, {r.stress.events} events, "
+            f"{r.stress.seconds:.1f} s")
         t.add_row(r.revision, str(r.traces), str(r.steps), rate,
                   f"{r.actions[0]}/{r.actions[1]}", str(len(r.pairs)), str(len(r.mismatches)),
-                  found)
+                  hist, stress, found)
     console.print(t)
     for r in reports:
         for mm in r.mismatches.values():
             console.print(mm.render(), markup=False, highlight=False)
+        for p, mm in r.history_failures.items():
+            console.print(f"[bold red]{r.revision}: the history of the replay of {p} "
+                          "is not explained by the model[/]")
+            console.print(mm.render(), markup=False, highlight=False)
+        if r.stress is not None and not r.stress.ok:
+            console.print(f"[bold red]{r.revision}: stress history (seed {r.stress.seed}): "
+                          f"{r.stress.failure}[/]")
+            if r.stress.kept:
+                console.print(f"  rerun: lifecycle validate {r.stress.kept}")
         for m in r.missed:
             console.print(f"[bold red]{r.revision}: defect {m} is not detected[/]")
     if json_path:
         write_json(json_path, reports)
     if junit:
         write_junit(junit, reports)
-    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
+    return all(r.ok for r in reports)

@@ -136,6 +136,15 @@ def replay(
         None, "--impl-coverage",
         help="Measure the branch coverage of impl/ reached by these traces (coverage.py); "
              "print it and write a JSON report here."),
+    validate_history: bool = typer.Option(
+        False, "--validate-history",
+        help="Also record the implementation's own history of each replay (impl/history.py) "
+             "and check that every recorded step is a transition of the model (about four "
+             "times slower)."),
+    keep_history: Path = typer.Option(
+        None, "--keep-history",
+        help="With --validate-history: keep every recorded history in this directory "
+             "(failing ones are always kept)."),
 ) -> None:
     """Replay traces against the implementation, comparing states after every step.
 
@@ -152,18 +161,21 @@ def replay(
         raise _usage("--impl-coverage needs a fresh process: impl/ is already imported")
     cov_ctx = measure() if impl_coverage is not None else nullcontext(ImplCoverage())
     with cov_ctx as cov:
-        failed = _replay_files(files, db, impl_mutant)
+        failed = _replay_files(files, db, impl_mutant,
+                               keep_history if validate_history or keep_history else None,
+                               validate_history or keep_history is not None)
     if impl_coverage is not None:
-        _print_impl_coverage(cov, impl_coverage)
+        print_impl_coverage(cov, impl_coverage, "these traces")
     raise typer.Exit(failed)
 
 
-def _print_impl_coverage(cov: ImplCoverage, path: Path) -> None:
+def print_impl_coverage(cov: ImplCoverage, path: Path, what: str) -> None:
+    """Print the per-file table and the totals, and write the JSON report to `path`."""
     import json
 
     from rich.table import Table
 
-    t = Table(title="branch coverage of impl/ by these traces (coverage.py, statements + "
+    t = Table(title=f"branch coverage of impl/ by {what} (coverage.py, statements + "
                     "branches)")
     for col in ("file", "statements", "missed", "branches", "missed branches", "%"):
         t.add_column(col, justify="right" if col != "file" else "left")
@@ -180,9 +192,12 @@ def _print_impl_coverage(cov: ImplCoverage, path: Path) -> None:
     console.print(f"wrote {path}")
 
 
-def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None) -> int:
-    """Replay each file; 0 when all conform, 1 at any mismatch. Bad input exits 2."""
+def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None,
+                  keep_history: Path | None = None, with_history: bool = False) -> int:
+    """Replay each file; 0 when all conform, 1 at any mismatch. Bad input exits 2. With
+    `with_history`, each replay's recorded history is validated too."""
     from conformance.replay import replay_trace
+    from conformance.replay_history import replay_with_history
     from impl.testing import unique_schema
     from model.trace import TraceError, load_itf
 
@@ -199,17 +214,25 @@ def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None) -> 
         except TraceError as e:
             raise _usage(str(e)) from None
     failed = 0
-    steps = 0
+    steps = events = 0
     for f, tr in loaded:
         schema = unique_schema("lc_replay") if db.startswith("postgresql") else None
-        res = replay_trace(tr, str(f), db, schema, muts)
+        if with_history:
+            chk = replay_with_history(tr, str(f), db, schema, muts, keep_history)
+            res, mm = chk.replay, chk.mismatch()
+            events += chk.events
+            extra = f", history of {chk.events} events validated"
+        else:
+            res = replay_trace(tr, str(f), db, schema, muts)
+            mm, extra = res.mismatch, ""
         steps += res.steps
-        if res.mismatch is None:
-            console.print(f"[green]ok[/] {f}: {res.steps} steps")
+        if mm is None:
+            console.print(f"[green]ok[/] {f}: {res.steps} steps{extra}")
         else:
             failed += 1
             console.print(f"[bold red]MISMATCH[/] {f}")
-            console.print(res.mismatch.render(), markup=False, highlight=False)
+            console.print(mm.render(), markup=False, highlight=False)
     console.print(f"{len(loaded) - failed}/{len(loaded)} traces replayed without mismatch, "
-                  f"{steps} steps compared")
+                  f"{steps} steps compared"
+                  + (f", {events} recorded events validated" if with_history else ""))
     return 1 if failed else 0

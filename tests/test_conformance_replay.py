@@ -124,5 +124,5 @@ def test_replay_measures_impl_branch_coverage(tmp_path: Path) -> None:
     assert 0 < doc["branch_coverage_percent"] < doc["protocol_branch_coverage_percent"] < 100
     upd = files["sagas/instance_update.py"]
     assert upd["missed_statements"] < upd["statements"]  # the update saga ran
-    demo = files["demo.py"]
-    assert demo["missed_statements"] == demo["statements"]  # the demo did not
+    free = files["free_run.py"]
+    assert free["missed_statements"] == free["statements"]  # the free-running driver did not

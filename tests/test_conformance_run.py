@@ -21,12 +21,19 @@ def test_conformance_command_reports(tmp_path: Path) -> None:
     [rep] = json.loads(js.read_text())
     assert rep["revision"] == "baseline" and rep["traces"] >= 1 and rep["steps"] > 0
     assert rep["mismatches"] == {}
+    # the implementation's own histories: of every replay, and of one stress run
+    hist = rep["replay_histories"]
+    assert hist["traces"] == rep["traces"] and hist["events"] > 0 and hist["unexplained"] == {}
+    stress = rep["stress_history"]
+    assert stress["seed"] == 0 and stress["events"] > 0 and stress["unexplained"] is None
     in_impl = {m for m, mu in MUTANTS.items() if mu.in_impl}
     assert set(rep["mutants_detected"]) | set(rep["mutants_missed"]) == in_impl
     assert res.exit_code == (1 if rep["mutants_missed"] else 0)
     suites = ET.parse(xml).getroot().findall("testsuite")
     assert [s.get("name") for s in suites] == ["conformance.baseline"]
     assert int(suites[0].get("failures") or 0) == len(rep["mutants_missed"])
+    names = [c.get("name") for c in suites[0].findall("testcase")]
+    assert f"histories of {rep['traces']} replays" in names and "stress history (seed 0)" in names
     assert "defects detected" in res.output
 
 

@@ -89,10 +89,6 @@ class SagaExecutor:
                 return self._results[saga_id]
         return result_from_log(self.ds, saga_id)
 
-    def active(self) -> list[str]:
-        with self.lock:
-            return list(self._runs)
-
     # ----------------------------------------------------------------- stepping
     def _next(self, run: _Run) -> tuple[int, str] | None:
         if run.mode == "running":

@@ -389,14 +389,3 @@ class Nexus:
                         self.run_background(name)
                     except Exception:  # noqa: BLE001 - a failed activation is retried next period
                         self.metrics[f"bg_error_{name}"] += 1
-
-    def wait_saga(self, saga_id: str, timeout: float = 30.0) -> SagaResult:
-        """Wait (free running) until a saga this replica owns has finished."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            res = self.executor.result(saga_id)
-            if res is not None:
-                return res
-            time.sleep(0.005)
-        raise TimeoutError(f"saga {saga_id} did not finish in {timeout}s")
-
