@@ -46,24 +46,6 @@ REPORTING = ("sled-agent.deliver_report", "instance-watcher.poll", "user.instanc
              "user.instance_reboot")
 
 
-def _report_names_deleted_migration(a: Action, s: State) -> bool:
-    if a.name in REPORTING:
-        k = int(a.arg("vmm") or 0)
-    elif a.name == "instance-start.ENSURE_REGISTERED":
-        k = int(s[f"st_vmm.{int(a.arg('saga') or 0)}"])
-    elif a.name == "instance-migrate.ENSURE_DESTINATION_PROPOLIS":
-        k = int(s[f"mg_vmm.{int(a.arg('saga') or 0)}"])
-    else:
-        return False
-    if k == NONE:
-        return False
-    for side, ref in (("tgt", "sa_min"), ("src", "sa_mout")):
-        m = int(s[f"{ref}.{k}"])
-        if m != NONE and s[f"m_del.{m}"] and int(s[f"sa_m{side}_st.{m}"]) != 0:
-            return True
-    return False
-
-
 DIVERGENCES: tuple[Divergence, ...] = (
     Divergence(
         "delete-api-precheck",
@@ -73,15 +55,6 @@ DIVERGENCES: tuple[Divergence, ...] = (
         "say whether the API checks first",
         "neither",
         _delete_with_active_vmm,
-    ),
-    Divergence(
-        "report-names-deleted-migration",
-        "a report whose migration side names a soft-deleted migration row: SPEC §4.1 step 1 "
-        "makes that an error (Gone) and the transaction writes nothing, as the "
-        "implementation does; the model skips the side and applies the rest "
-        "(docs/decisions.md, Reports)",
-        "impl",
-        _report_names_deleted_migration,
     ),
     Divergence(
         "saga-pool-exhausted",

@@ -55,7 +55,7 @@ from impl.config import LifecycleConfig
 from impl.controller import Controller
 from impl.datastore import Datastore, schema
 from impl.datastore.records import MigrationRuntime, VmmRuntime, now
-from impl.errors import ApiError, NexusCrashed
+from impl.errors import ApiError, InternalError, NexusCrashed, NotFound
 from impl.executor.dag import Outcome
 from impl.history import HistoryRecorder
 from impl.nexus.nexus import Nexus
@@ -66,6 +66,7 @@ from model.expr import CONCRETE, Ctx
 from model.findings import findings_for
 from model.instance_request_state import ALLOWED as REQUEST_STATES
 from model.instance_start import start_allowed
+from model.notify_instance_updated import report_rejected
 from model.saga import Action
 from model.state import IDLE, NONE
 from model.step import State
@@ -343,7 +344,7 @@ class Replayer:
     def _execute(self, a: Action, pre: State, post: State) -> None:
         name = a.name
         if name.startswith("user."):
-            self._user(a, pre)
+            self._user(a, pre, post)
         elif name.startswith(ENVIRONMENT_ONLY):
             # environment only: the oracle's next state carries it; impl's simulated sleds
             # take the same step
@@ -368,7 +369,7 @@ class Replayer:
             raise Refused(f"VMM slot {k} has no implementation id")
         return vid
 
-    def _user(self, a: Action, pre: State) -> None:
+    def _user(self, a: Action, pre: State, post: State) -> None:
         c, iid = self.ctrl, self.instance_id
         op = a.name.removeprefix("user.")
         if op == "instance_start":
@@ -385,12 +386,17 @@ class Replayer:
             sled = a.arg("sled")
             self.oracle.unhealthy = sled == "unhealthy"
             call = c.stop_instance if op == "instance_stop" else c.reboot_instance
+            k = int(a.arg("vmm") or 0)
             try:
                 # only an answer applied with update=none must not start an update saga
                 with self._saga_start(c.nexus(API), a.arg("update") != "none"):
                     call(iid, nexus=API)
             except ApiError as e:
-                if sled == "ok":
+                # the sled took the request; its answer names a migration row the database
+                # refuses, so notify_instance_updated fails and the caller gets the error
+                answered = sled == "ok" and isinstance(e, NotFound | InternalError) and \
+                    self._rejected(k, post)
+                if sled == "ok" and not answered:
                     raise Refused(f"{op}: {type(e).__name__}: {e}") from e
             else:
                 if sled != "ok":
@@ -414,11 +420,27 @@ class Replayer:
             migration_out=side(int(pre[f"sa_mout.{k}"]), "src"),
         )
 
+    def _rejected(self, k: int, pre: State) -> bool:
+        """Whether the model's `vmm_and_migration_update_runtime` refuses VMM k's report in
+        state `pre` (a migration side names a soft-deleted row: Gone, SPEC §4.1 step 1)."""
+        return bool(report_rejected(Ctx(CONCRETE, pre, self.model.layout.sizes),
+                                    self.trace.cfg, k))
+
     def _deliver(self, a: Action, pre: State) -> None:
         k = int(a.arg("vmm") or 0)
         nx = self.ctrl.nexus(API)
+        rejected = self._rejected(k, pre)
         with self._saga_start(nx, a.arg("update") == "started"):
-            nx.cpapi_instances_put(self._report(k, pre))
+            try:
+                nx.cpapi_instances_put(self._report(k, pre))
+            except (NotFound, InternalError) as e:
+                if not rejected:
+                    raise
+                self.calls[f"report rejected ({type(e).__name__})"] += 1
+            else:
+                if rejected:
+                    raise Accepted("the implementation applied a report naming a migration "
+                                   "row the model's database refuses (SPEC §4.1 step 1)")
 
     def _watch(self, a: Action) -> None:
         vid = self._vmm_id(int(a.arg("vmm") or 0))

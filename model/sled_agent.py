@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from .expr import Ctx, Val
 from .instance_update import spawn_update_saga
-from .notify_instance_updated import notify_instance_updated, vmm_and_migration_update_runtime
+from .notify_instance_updated import (
+    notify_instance_updated,
+    report_rejected,
+    vmm_and_migration_update_runtime,
+)
 from .saga import Action
 from .state import NONE, Config
 from .vocab import MigrationState as M
@@ -61,8 +65,9 @@ def observe(ctx: Ctx, k: Val, new: Val) -> None:
 
 def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
     """Register VMM k with its sled (start node ENSURE_REGISTERED, migrate node
-    ENSURE_DESTINATION_PROPOLIS). The returned state goes through notify_instance_updated.
-    Registering again returns the current state (idempotent)."""
+    ENSURE_DESTINATION_PROPOLIS). The returned state goes through notify_instance_updated;
+    when that fails (a migration row it names is gone) the node fails. Registering again
+    returns the current state (idempotent)."""
     ops = ctx.ops
     new = ctx.at("sa_state", k) == V.ABSENT
     with ctx.when(new):
@@ -73,7 +78,11 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
             ctx.set_at("sa_mtgt_st", m_in, M.PENDING)
             ctx.set_at("sa_mtgt_gen", m_in, 1)
     ok = ops.And(ctx.at("sa_state", k) != V.GONE, ctx.at("sa_state", k) != V.ABSENT)
+    rejected: Val = False
     for j in range(cfg.vmms):  # the returned state goes through notify_instance_updated
+        # an answer naming a migration row the database refuses (soft-deleted: Gone) is an
+        # error of notify_instance_updated, so the node fails after the sled took effect
+        rejected = ops.Or(rejected, ops.And(k == j, report_rejected(ctx, cfg, j)))
         with ctx.when(ops.And(ok, k == j)):
             needed = vmm_and_migration_update_runtime(ctx, cfg, j, ctx[f"sa_state.{j}"],
                                                       ctx[f"sa_gen.{j}"])
@@ -82,7 +91,7 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
             # §4.1 step 3); with no free update-saga slot, instance-updater takes over
             with ctx.when(needed):
                 spawn_update_saga(ctx, cfg, required=False)
-    return ok
+    return ops.And(ok, ops.Not(rejected))
 
 
 def instance_ensure_unregistered(ctx: Ctx, k: Val) -> None:
