@@ -47,7 +47,7 @@ def verify(
     trace_dir: Path = typer.Option(Path("out/traces"), "--trace-dir",
                                    help="Where counterexample traces (ITF) are written."),
     first: bool = typer.Option(False, "--first",
-                               help="Stop each seed's search at its first counterexample."),
+                               help="Stop at a shortest counterexample: all seeds are searched depth by depth together (docs/decisions.md)."),
     unbounded: bool = typer.Option(False, "--unbounded",
                                    help="Also try to prove invariants for every depth by "
                                         "induction (Houdini)."),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -324,6 +325,365 @@ def _run_one(args: tuple[int, Config, str, int, list[str] | None, bool]) -> Repo
     return Checker(cfg, [seed]).run(ids, depth, None, stop, best, found, shortest, found_inv)
 
 
+@dataclass
+class DepthResult:
+    """The answer of one (configuration, seed, depth) query of the depth-major search."""
+
+    job: int
+    seed: str
+    depth: int
+    status: str  # "unsat" (nothing fails at this step) | "sat" | "abandoned"
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+
+
+class Unrolling:
+    """One seed's path over fresh variables, extended on demand and kept by a worker process
+    for its later queries: the step relations and the properties at every step."""
+
+    def __init__(self, cfg: Config, seed: str) -> None:
+        self.cfg = cfg
+        self.seed = seed_states(model_for(cfg), [seed])[0]
+        self._checker: Checker | None = None  # built at the first symbolic query
+        self.states: list[dict[str, Any]] = []
+        self.acts: list[Any] = []
+        self.init: z3.BoolRef | None = None
+        self.steps: list[z3.BoolRef] = []
+        self.renamings: list[Substitution] = []
+        self.props: dict[tuple[int, str], z3.BoolRef] = {}
+
+    @property
+    def checker(self) -> Checker:
+        """The checker of this seed; building it builds the configuration's encoding (about a
+        second, once per process), which the depth-0 check does not need."""
+        if self._checker is None:
+            self._checker = Checker(self.cfg, [self.seed.name])
+            enc = self._checker.enc
+            self.states = [enc.state_vars(0)]
+            self.init = z3.Or(enc.equals(self.states[0], self.seed.state))  # as `Checker.run`
+        return self._checker
+
+    def extend(self, t: int) -> None:
+        """Unroll to `t` steps."""
+        enc = self.checker.enc
+        while len(self.acts) < t:
+            k = len(self.acts) + 1
+            self.states.append(enc.state_vars(k))
+            self.acts.append(enc.act_var(k - 1))
+            ren = enc.renaming(self.states[k - 1], self.acts[k - 1], self.states[k])
+            self.renamings.append(ren)
+            self.steps.append(enc.step(self.states[k - 1], self.acts[k - 1], self.states[k], ren))
+
+    def prop(self, inv: Invariant, k: int) -> z3.BoolRef:
+        """`inv` at step `k` (1 = the first step)."""
+        key = (k, inv.id)
+        if key not in self.props:
+            self.props[key] = self.checker.at_step(inv, self.states[k - 1], self.acts[k - 1],
+                                                   self.states[k], self.renamings[k - 1])
+        return self.props[key]
+
+    def query(self, ids: list[str], t: int, gone: Callable[[], bool]) -> tuple[str, Any]:
+        """Whether some invariant of `ids` fails at step `t` of a path on which all of them
+        hold at steps 1..t-1: the same query `Checker.run` asks at depth `t` when no
+        shallower depth had a counterexample, built afresh. A query cut short because
+        `gone()` turned true answers "abandoned"."""
+        invs = [INVARIANTS[i] for i in ids]
+        model = model_for(self.cfg)
+        if t == 0:
+            bad = {inv.id: Verdict(inv.id, "violated", 0, 0.0, Trace(self.cfg, self.seed, []))
+                   for inv in invs if inv.kind != "step"
+                   and not eval_concrete(inv, model, None, None, self.seed.state)}
+            return ("sat", bad) if bad else ("unsat", {})
+        self.extend(t)
+        solver = make_solver()
+        solver.add(self.init)
+        for k in range(1, t):
+            solver.add(self.steps[k - 1])
+            for inv in invs:
+                solver.add(self.prop(inv, k))
+        solver.add(self.steps[t - 1])
+        props = {inv.id: self.prop(inv, t) for inv in invs}
+        solver.add(z3.Or(*[z3.Not(p) for p in props.values()]))
+        res = _interruptible_check(solver, gone)
+        if res is None:
+            return "abandoned", {}
+        if res == z3.unsat:
+            return "unsat", {}
+        if res != z3.sat:
+            raise RuntimeError(f"Z3 answered {res} at depth {t}")
+        m = solver.model()
+        trace = self.checker._extract(m, self.states, self.acts, t)
+        broken = [inv for inv in invs
+                  if z3.is_false(m.eval(props[inv.id], model_completion=True))]
+        if not broken:
+            raise AgreementError("Z3 reported a violation but no property is false")
+        for inv in broken:
+            at = first_violation(inv, model, trace)
+            if at != t:
+                raise AgreementError(f"{inv.id}: Z3 counterexample of length {t} fails "
+                                     f"concretely at step {at}")
+        return "sat", {inv.id: Verdict(inv.id, "violated", t, 0.0, trace) for inv in broken}
+
+
+def _interruptible_check(solver: z3.Solver, gone: Callable[[], bool]) -> Any:
+    """`solver.check()`, interrupted (answer None) once `gone()` is true; a watcher thread
+    polls it while Z3 runs and is joined before this returns, so an interrupt never reaches
+    a later query."""
+    if gone():
+        return None
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            if gone():
+                solver.interrupt()  # this query only, and only while it runs
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        res = solver.check()
+    except z3.Z3Exception:
+        if gone():
+            return None
+        raise
+    finally:
+        done.set()
+        watcher.join()
+    if res == z3.unknown and gone():
+        return None
+    return res
+
+
+_UNROLLINGS: dict[tuple[Config, str], Unrolling] = {}  # per worker process
+
+
+def _run_depth(args: tuple[int, Config, str, int, list[str]]) -> DepthResult:
+    """Worker: one depth of one seed (see `Unrolling.query`). The shared per-job value is the
+    length of the shortest counterexample found so far; a query at that depth or deeper is
+    useless and is abandoned. A counterexample found here lowers the value at once, so the
+    other worker stops its now useless query without waiting for the parent process."""
+    job, cfg, seed, t, ids = args
+    shared = _SHARED_BEST
+    if (cfg, seed) not in _UNROLLINGS:
+        _UNROLLINGS[(cfg, seed)] = Unrolling(cfg, seed)
+
+    def gone() -> bool:
+        return shared is not None and int(shared[job]) <= t
+
+    t0 = time.perf_counter()
+    status, verdicts = _UNROLLINGS[(cfg, seed)].query(ids, t, gone)
+    if status == "sat" and shared is not None:
+        with shared.get_lock():
+            shared[job] = min(int(shared[job]), t)
+    for v in verdicts.values():
+        v.seconds = time.perf_counter() - t0
+    return DepthResult(job, seed, t, status, verdicts)
+
+
+def _worker_loop(conn: Any, shared: Any) -> None:
+    """A worker process of `_Workers`: answers queries until told to stop (None)."""
+    _init_worker(shared)
+    while (task := conn.recv()) is not None:
+        try:
+            conn.send(_run_depth(task))
+        except Exception as e:  # the parent re-raises it
+            try:
+                conn.send(e)
+            except Exception:  # not picklable
+                conn.send(RuntimeError(f"{type(e).__name__}: {e}"))
+
+
+class _Workers:
+    """Worker processes, each fed one query at a time by the parent, so the parent can send
+    a seed's queries to the worker that already built its unrolling (`_UNROLLINGS`); a
+    process pool hands tasks to whichever worker is free."""
+
+    def __init__(self, n: int, shared: Any) -> None:
+        self.procs: list[Any] = []
+        self.conns: list[Any] = []
+        self.running: list[bool] = [False] * n
+        for _ in range(n):
+            mine, theirs = multiprocessing.Pipe()
+            proc = multiprocessing.Process(target=_worker_loop, args=(theirs, shared),
+                                           daemon=True)
+            proc.start()
+            theirs.close()
+            self.procs.append(proc)
+            self.conns.append(mine)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def idle(self) -> list[int]:
+        return [w for w, r in enumerate(self.running) if not r]
+
+    def busy(self) -> bool:
+        return any(self.running)
+
+    def send(self, w: int, task: tuple[int, Config, str, int, list[str]]) -> None:
+        self.conns[w].send(task)
+        self.running[w] = True
+
+    def results(self) -> list[DepthResult]:
+        """Wait for at least one busy worker's answer; a worker's exception is raised here."""
+        from multiprocessing.connection import wait
+
+        busy = [self.conns[w] for w in range(len(self.conns)) if self.running[w]]
+        out: list[DepthResult] = []
+        ready: list[Any] = wait(busy)
+        for conn in ready:
+            w = self.conns.index(conn)
+            try:
+                res = conn.recv()
+            except EOFError:
+                raise RuntimeError("a checker worker process died") from None
+            self.running[w] = False
+            if isinstance(res, BaseException):
+                raise res
+            out.append(res)
+        return out
+
+    def __exit__(self, *exc: object) -> None:
+        for w, conn in enumerate(self.conns):
+            try:
+                if self.running[w]:  # only after an error: its query is dropped
+                    self.procs[w].kill()
+                else:
+                    conn.send(None)
+            except OSError:
+                pass
+        for proc, conn in zip(self.procs, self.conns, strict=True):
+            proc.join()
+            conn.close()
+
+
+def _cheap_first(names: list[str]) -> list[str]:
+    """Seeds from the cheapest query to the costliest (`COST_ORDER` reversed; unknown seeds,
+    the opt-in ones with many sagas in flight, last)."""
+    rank = {n: i for i, n in enumerate(reversed(COST_ORDER))}
+    return sorted(names, key=lambda n: rank.get(n, len(rank)))
+
+
+def _first_counterexample(full: list[tuple[Config, list[str]]], depth: int, names: list[str],
+                          progress: Callable[[Config, int], None] | None,
+                          workers: int) -> list[Report]:
+    """`verify_many(stop_on_violation=True)`: a shortest counterexample, searched depth by
+    depth across all seeds at once.
+
+    Each (seed, depth) query is independent of the others: it assumes the invariants at the
+    shallower steps, which is sound once those depths are proven, and when they are not, a
+    shorter counterexample exists and wins anyway. So a worker takes the shallowest query not
+    yet handed out, and may run ahead of a seed's unfinished shallower depth. Within a depth
+    the first worker goes from the cheapest seed to the costliest and the second the other
+    way round, so a counterexample at the last depth is met early wherever it lies, and the
+    two meet in the middle.
+
+    A counterexample of t steps is a shortest one once every seed is proven to have none of
+    t - 1 steps: the job then ends. Queries at depth t or deeper still running are abandoned
+    (stopped mid-solve) as soon as one is found, so the violated invariants reported are
+    those of the counterexample found first (with those of any other query of the same depth
+    that finished meanwhile). Invariants not violated are "unknown", with the depth every seed
+    was proven to, or "holds" when there is no counterexample within `depth`."""
+    t0 = time.perf_counter()
+    order = _cheap_first(names)
+    rank = {n: i for i, n in enumerate(order)}
+    nj = len(full)
+    best = [depth + 1] * nj  # per job: the length of the shortest counterexample found
+    shared = multiprocessing.Array("i", best)  # the same, for the workers
+    keys = [(j, s) for j in range(nj) for s in names]
+    started = dict.fromkeys(keys, -1)  # the deepest depth handed out, per (job, seed)
+    redo: dict[tuple[int, str], set[int]] = {k: set() for k in keys}  # abandoned too early
+    unsat: dict[tuple[int, str], set[int]] = {k: set() for k in keys}
+    proven = dict.fromkeys(keys, -1)  # every depth up to this one has no counterexample
+    found: list[dict[str, Verdict]] = [{} for _ in range(nj)]
+    finished = [False] * nj
+    settled = [0] * nj
+
+    def next_task(w: int) -> tuple[int, Config, str, int, list[str]] | None:
+        """For worker `w`: the shallowest query still useful and not handed out; within a
+        depth the cheapest seed first, or for odd `w` the costliest."""
+        pick: tuple[int, int, int, str] | None = None
+        for (j, s), st in started.items():
+            t = min(redo[(j, s)]) if redo[(j, s)] else st + 1
+            cand = (t, rank[s] if w % 2 == 0 else -rank[s], j, s)
+            if not finished[j] and t <= depth and t < best[j] and (pick is None
+                                                                  or cand < pick):
+                pick = cand
+        if pick is None:
+            return None
+        t, _, j, s = pick
+        if t in redo[(j, s)]:
+            redo[(j, s)].discard(t)
+        else:
+            started[(j, s)] = t
+        return (j, full[j][0], s, t, full[j][1])
+
+    def take(res: DepthResult) -> None:
+        j, key = res.job, (res.job, res.seed)
+        if res.status == "abandoned":
+            if res.depth < best[j]:  # stopped by a counterexample this process has not seen
+                redo[key].add(res.depth)
+        elif res.status == "unsat":
+            unsat[key].add(res.depth)
+            while proven[key] + 1 in unsat[key]:
+                proven[key] += 1
+        elif res.depth <= best[j]:
+            if res.depth < best[j]:
+                best[j], found[j] = res.depth, {}
+                with shared.get_lock():
+                    shared[j] = min(int(shared[j]), best[j])
+            for inv, v in res.verdicts.items():
+                found[j].setdefault(inv, v)
+
+    def update(j: int) -> None:
+        if finished[j]:
+            return
+        need = min(best[j], depth + 1) - 1  # every seed proven to this depth
+        done = sum(1 for s in names if proven[(j, s)] >= need)
+        if done != settled[j]:
+            settled[j] = done
+            if progress:
+                progress(full[j][0], done)
+        finished[j] = done == len(names)
+
+    n = max(1, workers)
+    if n == 1:
+        _init_worker(shared)
+        try:
+            while (task := next_task(0)) is not None:
+                take(_run_depth(task))
+                update(task[0])
+        finally:
+            _init_worker(None)
+            _UNROLLINGS.clear()
+    else:
+        with _Workers(n, shared) as pool:
+            while True:
+                for w in pool.idle():
+                    if (task := next_task(w)) is not None:
+                        pool.send(w, task)
+                if not pool.busy():
+                    break
+                for res in pool.results():
+                    take(res)
+                    update(res.job)
+    out = []
+    for j, (cfg, ids) in enumerate(full):
+        model = model_for(cfg)
+        merged = Report(cfg, depth, names, state_vars=len(model.layout.vars),
+                        actions=len(model.actions))
+        reached = max(0, min(proven[(j, s)] for s in names))
+        for inv in ids:
+            if inv in found[j]:
+                merged.verdicts[inv] = found[j][inv]
+            else:
+                status = "holds" if reached == depth else "unknown"
+                merged.verdicts[inv] = Verdict(inv, status, reached, time.perf_counter() - t0)
+        merged.seconds = time.perf_counter() - t0
+        out.append(merged)
+    return out
+
+
 # seeds whose queries take longest go first, so two workers finish together: `migrating`
 # (which also meets the baseline's shallow findings first, so other seeds stop searching for
 # them) and `starting` (the costliest on lifecycle-model/3: 21-29 CPU s at depth 8)
@@ -341,6 +701,11 @@ def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
     shortest one found from any seed, and an invariant holds to `depth` only if it holds from
     every seed. One query per seed is much easier for Z3 than one over the union of the seeds,
     and the queries run in parallel worker processes.
+
+    With `stop_on_violation` the search is depth-major instead (`_first_counterexample`):
+    every seed's depth t is checked before any seed's depth t + 1 is needed, so the run ends
+    once the shortest counterexample is certain rather than after the costliest seeds have
+    been taken deeper.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -348,10 +713,12 @@ def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
     names = seeds or list(_seed_names())
     order = sorted(names, key=lambda n: COST_ORDER.index(n) if n in COST_ORDER else 99)
     full = [(cfg, list(ids) if ids else list(INVARIANTS)) for cfg, ids in jobs]
+    n = workers or min(2, os.cpu_count() or 1)
+    if stop_on_violation:
+        return _first_counterexample(full, depth, names, progress, n)
     tasks = [(j, (j, cfg, name, depth, ids, stop_on_violation))
              for name in order for j, (cfg, ids) in enumerate(full)]
     parts: dict[tuple[int, str], Report] = {}
-    n = workers or min(2, os.cpu_count() or 1)
     shared = multiprocessing.Array("i", [depth] * len(full))
     per_inv = multiprocessing.Array("i", [depth + 1] * (len(full) * len(INVARIANTS)))
     if n <= 1 or len(tasks) == 1:
