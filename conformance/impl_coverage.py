@@ -17,7 +17,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +75,25 @@ class ImplCoverage:
         }
 
 
+class CoverageUnavailable(RuntimeError):
+    """`impl/` was imported before measuring could start."""
+
+
+def measuring(on: bool) -> AbstractContextManager[ImplCoverage]:
+    """`measure()` when `on`, else a block that measures nothing (an empty result). Raises
+    `CoverageUnavailable` at once when measuring cannot start."""
+    if not on:
+        return nullcontext(ImplCoverage())
+    _check_fresh()
+    return measure()
+
+
+def _check_fresh() -> None:
+    if any(m == "impl" or m.startswith("impl.") for m in sys.modules):
+        raise CoverageUnavailable("impl/ is already imported in this process; measuring its "
+                                  "coverage needs a fresh process")
+
+
 @contextmanager
 def measure() -> Iterator[ImplCoverage]:
     """Trace `impl/` with branch coverage inside the block; the yielded object is filled in
@@ -82,9 +101,7 @@ def measure() -> Iterator[ImplCoverage]:
     class and function definitions) would otherwise count as missed."""
     import coverage
 
-    if any(m == "impl" or m.startswith("impl.") for m in sys.modules):
-        raise RuntimeError("impl/ is already imported in this process; start measuring "
-                           "before the first import (e.g. in a fresh `lifecycle` process)")
+    _check_fresh()
 
     cov = coverage.Coverage(branch=True, source=[str(IMPL)], data_file=None)
     result = ImplCoverage()

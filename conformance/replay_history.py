@@ -55,10 +55,19 @@ class HistoryCheck:
             return Mismatch(self.replay.steps, "history of the replay", {}, self.error, rerun)
         if self.history is None or self.history.failure is None:
             return None
-        f = self.history.failure
         return Mismatch(self.replay.steps, "history of the replay", {},
-                        f"event seq {f.event.seq} ({f.label}) is not a transition of the "
-                        f"model: {f.reason}", rerun)
+                        self.history.failure.summary(), rerun)
+
+
+def keep(file: Path, keep_dir: Path | None = None) -> Path:
+    """Copy a recorded history out of a directory about to be removed: into `keep_dir`
+    (created if needed), or else into a fresh temporary directory; returns the copy."""
+    if keep_dir is None:
+        keep_dir = Path(tempfile.mkdtemp(prefix="lc_history_"))
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    kept = keep_dir / file.name
+    shutil.copyfile(file, kept)
+    return kept
 
 
 def replay_with_history(trace: LoadedTrace, path: str = "<trace>", db_url: str = "sqlite://",
@@ -80,14 +89,7 @@ def replay_with_history(trace: LoadedTrace, path: str = "<trace>", db_url: str =
         except (HistoryError, TypeError, ValueError, KeyError) as e:
             verdict, error = None, f"the recorded history cannot be read: {e}"
         failed = error != "" or (verdict is not None and verdict.failure is not None)
-        kept: Path | None = None
-        if keep_dir is not None:
-            keep_dir.mkdir(parents=True, exist_ok=True)
-            kept = keep_dir / file.name
-            shutil.copyfile(file, kept)
-        elif failed:
-            kept = Path(tempfile.mkdtemp(prefix="lc_history_")) / file.name
-            shutil.copyfile(file, kept)
+        kept = keep(file, keep_dir) if keep_dir is not None or failed else None
         return HistoryCheck(res, verdict, kept, error)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -104,6 +104,7 @@ def stress_history(revision: str, db_url: str, schema: Schema, seed: int, instan
     from impl.testing import Backend
 
     from .history_file import HistoryError, load
+    from .replay_history import keep
     from .validate import validate
 
     out = StressResult(seed, instances, ops)
@@ -115,17 +116,13 @@ def stress_history(revision: str, db_url: str, schema: Schema, seed: int, instan
         res = validate(load(path), revision)
         out.events, out.steps = res.events, res.steps
         if res.failure is not None:
-            f = res.failure
-            out.failure = (f"event seq {f.event.seq} ({f.label}) is not a transition of the "
-                           f"model: {f.reason}")
+            out.failure = res.failure.summary()
     except HistoryError as e:
         out.failure = f"the recorded history cannot be read: {e}"
     finally:
         out.seconds = time.perf_counter() - t0
         if out.failure and path.exists():
-            kept = Path(tempfile.mkdtemp(prefix="lc_history_")) / path.name
-            shutil.copyfile(path, kept)
-            out.kept = str(kept)
+            out.kept = str(keep(path))
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 

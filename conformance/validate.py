@@ -72,6 +72,11 @@ class Unexplained:
     nearest_action: str | None = None
     diff: list[tuple[str, str, str, str]] = field(default_factory=list)  # var, when, rec, model
 
+    def summary(self) -> str:
+        """One line: the event and why no model action explains it."""
+        return (f"event seq {self.event.seq} ({self.label}) is not a transition of the model: "
+                f"{self.reason}")
+
 
 @dataclass
 class Result:

@@ -48,18 +48,14 @@ def conformance(
     Exit status: 0 when every trace conforms and every defect is detected, 1 otherwise, 2 on
     bad usage.
     """
-    import sys
-    from contextlib import nullcontext
-
-    from conformance.impl_coverage import ImplCoverage, measure
+    from conformance.impl_coverage import CoverageUnavailable, measuring
 
     # coverage starts before impl/ is first imported, so its module-level lines count
-    if impl_coverage is not None and any(m == "impl" or m.startswith("impl.")
-                                         for m in sys.modules):
-        err.print("[bold red]error:[/] --impl-coverage needs a fresh process: impl/ is "
-                  "already imported")
-        raise typer.Exit(2)
-    cov_ctx = measure() if impl_coverage is not None else nullcontext(ImplCoverage())
+    try:
+        cov_ctx = measuring(impl_coverage is not None)
+    except CoverageUnavailable as e:
+        err.print(f"[bold red]error:[/] --impl-coverage: {e}")
+        raise typer.Exit(2) from None
     with cov_ctx as cov:
         ok = _run(revision, db, junit, json_path, out, walks, seed, teeth, last_mile,
                   histories, stress_instances, stress_ops)

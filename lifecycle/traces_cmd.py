@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,15 +150,13 @@ def replay(
     Exit status: 0 when every trace replays without a mismatch, 1 at a mismatch (the first
     one per trace is printed with a field diff and the command to rerun it), 2 on bad input.
     """
-    from contextlib import nullcontext
-
-    from conformance.impl_coverage import ImplCoverage, measure
+    from conformance.impl_coverage import CoverageUnavailable, measuring
 
     # coverage starts before impl/ is first imported, so its module-level lines count
-    if impl_coverage is not None and any(m == "impl" or m.startswith("impl.")
-                                         for m in sys.modules):
-        raise _usage("--impl-coverage needs a fresh process: impl/ is already imported")
-    cov_ctx = measure() if impl_coverage is not None else nullcontext(ImplCoverage())
+    try:
+        cov_ctx = measuring(impl_coverage is not None)
+    except CoverageUnavailable as e:
+        raise _usage(f"--impl-coverage: {e}") from None
     with cov_ctx as cov:
         failed = _replay_files(files, db, impl_mutant,
                                keep_history if validate_history or keep_history else None,

@@ -235,19 +235,10 @@ class Checker:
                 if res != z3.sat:
                     solver.pop()
                     raise RuntimeError(f"Z3 answered {res} at depth {t}")
-                m = solver.model()
-                trace = self._extract(m, states, acts, t)
+                trace, broken = self.counterexample(solver.model(), states, acts, t,
+                                                    pending, props)
                 solver.pop()
-                broken = [inv for inv in pending if z3.is_false(
-                    m.eval(props[inv.id], model_completion=True))]
-                if not broken:
-                    raise AgreementError("Z3 reported a violation but no property is false")
                 for inv in broken:
-                    at = first_violation(inv, model, trace)
-                    if at != t:
-                        raise AgreementError(
-                            f"{inv.id}: Z3 counterexample of length {t} fails concretely "
-                            f"at step {at}")
                     settle(inv, trace, t)
                 pending = [inv for inv in pending if inv not in broken]
                 if found is not None:
@@ -261,6 +252,24 @@ class Checker:
         report.verdicts = {i: report.verdicts[i] for i in ids}
         report.seconds = time.perf_counter() - t0
         return report
+
+    def counterexample(self, m: z3.ModelRef, states: list[dict[str, Any]], acts: list[Any],
+                       t: int, invs: list[Invariant], props: dict[str, z3.BoolRef]
+                       ) -> tuple[Trace, list[Invariant]]:
+        """The trace of Z3's model `m` of a t-step query, and the invariants of `invs` it
+        breaks at step t (`props`: each one's term there), each checked to fail concretely at
+        exactly that step."""
+        trace = self._extract(m, states, acts, t)
+        broken = [inv for inv in invs
+                  if z3.is_false(m.eval(props[inv.id], model_completion=True))]
+        if not broken:
+            raise AgreementError("Z3 reported a violation but no property is false")
+        for inv in broken:
+            at = first_violation(inv, self.model, trace)
+            if at != t:
+                raise AgreementError(f"{inv.id}: Z3 counterexample of length {t} fails "
+                                     f"concretely at step {at}")
+        return trace, broken
 
     def _extract(self, m: z3.ModelRef, states: list[dict[str, Any]], acts: list[Any],
                  t: int) -> Trace:
@@ -410,17 +419,8 @@ class Unrolling:
             return "unsat", {}
         if res != z3.sat:
             raise RuntimeError(f"Z3 answered {res} at depth {t}")
-        m = solver.model()
-        trace = self.checker._extract(m, self.states, self.acts, t)
-        broken = [inv for inv in invs
-                  if z3.is_false(m.eval(props[inv.id], model_completion=True))]
-        if not broken:
-            raise AgreementError("Z3 reported a violation but no property is false")
-        for inv in broken:
-            at = first_violation(inv, model, trace)
-            if at != t:
-                raise AgreementError(f"{inv.id}: Z3 counterexample of length {t} fails "
-                                     f"concretely at step {at}")
+        trace, broken = self.checker.counterexample(solver.model(), self.states, self.acts,
+                                                    t, invs, props)
         return "sat", {inv.id: Verdict(inv.id, "violated", t, 0.0, trace) for inv in broken}
 
 
