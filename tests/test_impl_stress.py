@@ -23,12 +23,19 @@ def _stress(kind: str, revision: str, seed: int) -> None:
         run.start()
         run.random_operations(ids, N_OPS)
         run.quiesce()
-        violations = ctl.quiescent_violations()
+        # rfd486 finding F4 (docs/findings.md): a free run can leave an instance behind an
+        # update saga whose node panics on every recovery; it keeps its lock by design
+        stuck_by_f4 = ctl.stuck_instances()
+        assert not stuck_by_f4 or revision == "rfd486", (stuck_by_f4, run.stats)
+        excused = set(stuck_by_f4) | {v.id for v in ctl.datastore.vmm_list(include_deleted=True)
+                                       if v.instance_id in stuck_by_f4}
+        violations = [v for v in ctl.quiescent_violations()
+                      if not any(x in v for x in excused)]
         assert violations == [], (violations, run.stats)
         assert sum(n.crashes for n in ctl.nexuses.values()) > 0, run.stats
         assert run.stats["report_drop"] + run.stats["report_duplicate"] > 0, run.stats
         live = ctl.datastore.instance_list()
-        assert all(i.updater_id is None for i in live)
+        assert all(i.updater_id is None for i in live if i.id not in stuck_by_f4)
         stuck = [s for s in ctl.datastore.saga_list() if s.state == "stuck"]
         assert stuck == []
         assert any(i.state == InstanceState.VMM for i in live) or len(live) < N_INSTANCES
