@@ -32,6 +32,8 @@ class FileCoverage:
     missed_statements: int
     branches: int
     missed_branches: int
+    missing_lines: tuple[int, ...] = ()  # statements never run
+    missing_branches: tuple[tuple[int, int], ...] = ()  # (from line, to line); -1: exit
 
     @property
     def covered(self) -> int:
@@ -71,7 +73,10 @@ class ImplCoverage:
             "not_protocol": list(NOT_PROTOCOL),
             "files": {f.path: {"statements": f.statements, "missed_statements":
                                f.missed_statements, "branches": f.branches,
-                               "missed_branches": f.missed_branches} for f in self.files},
+                               "missed_branches": f.missed_branches,
+                               "missing_lines": list(f.missing_lines),
+                               "missing_branches": [list(b) for b in f.missing_branches]}
+                      for f in self.files},
         }
 
 
@@ -118,4 +123,6 @@ def measure() -> Iterator[ImplCoverage]:
             summ = entry["summary"]
             result.files.append(FileCoverage(
                 str(Path(path).resolve().relative_to(IMPL)), summ["num_statements"],
-                summ["missing_lines"], summ["num_branches"], summ["missing_branches"]))
+                summ["missing_lines"], summ["num_branches"], summ["missing_branches"],
+                tuple(entry.get("missing_lines", ())),
+                tuple((a, b) for a, b in entry.get("missing_branches", ()))))

@@ -126,3 +126,8 @@ def test_replay_measures_impl_branch_coverage(tmp_path: Path) -> None:
     assert upd["missed_statements"] < upd["statements"]  # the update saga ran
     free = files["free_run.py"]
     assert free["missed_statements"] == free["statements"]  # the free-running driver did not
+    # which lines and branches were missed, so a reader can see what the suite never ran
+    assert len(free["missing_lines"]) == free["missed_statements"]
+    assert len(free["missing_branches"]) == free["missed_branches"]
+    assert len(upd["missing_lines"]) == upd["missed_statements"]
+    assert all(len(b) == 2 for b in upd["missing_branches"])
