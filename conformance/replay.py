@@ -12,7 +12,8 @@ How model actions become controller calls (docs/conformance.md has the full tabl
 * A saga node action runs the implementation nodes of the model node's group
   (`conformance/nodes.py`) with the outcome mapped: `ok` -> OK, `crash` -> CRASH_AFTER on the
   group's last node followed by recovery of the replica, `fail` -> FAIL_BEFORE, `ambiguous` ->
-  FAIL_AFTER, `undo` -> OK, `undo-crash` -> CRASH_AFTER then recovery. Nodes the model leaves
+  FAIL_AFTER, `unhealthy` -> OK with the sled unreachable for the step (the node's own error
+  handling runs), `undo` -> OK, `undo-crash` -> CRASH_AFTER then recovery. Nodes the model leaves
   out, and a parent's collection of its finished child, run with OK as soon as they are
   runnable.
 * Each model saga slot runs on its own replica (`nx-st0`, `nx-up1`, ...): the replay moves
@@ -588,6 +589,18 @@ class Replayer:
             last += 1
         if outcome == "fail":
             self._run_step(owner, sid, Outcome.FAIL_BEFORE)
+            return
+        if outcome == "unhealthy":
+            # the node really runs and its sled call meets an unreachable sled (SPEC §4.2
+            # node 8): the implementation's own error handling must do what the model does
+            self.oracle.unhealthy = True
+            try:
+                event = self._run_step(owner, sid, Outcome.OK)
+            finally:
+                self.oracle.unhealthy = False
+            if event != "failed":
+                raise Refused(f"{a.name} with an unhealthy sled: the node {event}, "
+                              "the model's node fails")
             return
         for t in range(idx, last + 1):
             oc = Outcome.OK

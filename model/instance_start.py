@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .effective_state import active_vmm_present, effective_state
 from .expr import Ctx, Val
+from .instance_request_state import mark_instance_failed
 from .provisioning import (
     virtual_provisioning_delete_instance,
     virtual_provisioning_insert_instance,
@@ -102,6 +103,13 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         """ENSURE_REGISTERED: register with the sled; the returned state is applied."""
         return instance_ensure_registered(ctx, cfg, vmm(ctx, s), NONE)
 
+    def registration_unhealthy(ctx: Ctx, s: int) -> None:
+        """Baseline: `instance_ensure_registered` meets an unhealthy sled (an error other
+        than a 4xx) and calls `mark_instance_failed` (§4.10) before the node fails; the sled
+        registered nothing. rfd486 marks failed only a VMM its sled reports gone (Δ #6455),
+        which registration cannot meet, so there the node just fails."""
+        mark_instance_failed(ctx)
+
     def unregister(ctx: Ctx, s: int) -> None:
         """`instance_ensure_unregistered`."""
         instance_ensure_unregistered(ctx, vmm(ctx, s))
@@ -127,8 +135,9 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
                  lambda ctx, s: unwind_vmm_record(ctx, cfg, vmm(ctx, s))),
             Node("MARK_AS_STARTING", "§4.2 node 5", mark_as_starting, unmark_as_starting),
             Node("DPD_ENSURE", "§4.2 nodes 6-7", dpd_ensure, dpd_undo),
-            Node("ENSURE_REGISTERED", "§4.2 node 8", ensure_registered, unregister,
-                 ambiguous=True),
+            Node("ENSURE_REGISTERED", "§4.2 node 8; §4.10", ensure_registered, unregister,
+                 ambiguous=True, unhealthy=None if cfg.rfd486 else registration_unhealthy,
+                 unhealthy_tags=("mark_failed",)),
             Node("ADD_VIRTUAL_RESOURCES", "§4.2 node 9", add_virtual_resources,
                  remove_virtual_resources),
             Node("ENSURE_RUNNING", "§4.2 node 10", ensure_running, crashes=False),

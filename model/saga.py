@@ -12,6 +12,9 @@ for every saga slot:
 * `fail`: a transient error before the action touched anything; the saga unwinds.
 * `ambiguous`: the action took effect and was still reported as failed (only for nodes whose
   SPEC description says this can happen).
+* `unhealthy`: the node's sled-agent call met an unhealthy sled (an error other than a 4xx);
+  the node does what its SPEC row says for that case (`Node.unhealthy`) and fails, as with
+  `fail` (only for nodes whose SPEC row names such handling).
 * `undo` / `undo-crash`: the undo of a node that *succeeded* runs (in reverse order); a crash
   in an undo makes it run again. The failed node's own undo never runs.
 
@@ -48,6 +51,8 @@ class Node:
     fails: bool = True
     crashes: bool = True
     ready: Callable[[Ctx, int], Val] | None = None  # extra guard for every forward outcome
+    unhealthy: Callable[[Ctx, int], None] | None = None  # effect of the `unhealthy` outcome
+    unhealthy_tags: tuple[str, ...] = ()  # extra tags of that outcome's actions
 
 
 @dataclass
@@ -216,14 +221,26 @@ class _SlotActions:
             ctx.require(ctx.ops.Not(panic), "the action does not panic")
             self.unwind_from(ctx, i, Outcome("unwound", i, True))
 
+        def unhealthy(ctx: Ctx) -> None:
+            self.guard(ctx, i, FWD)
+            if not with_ambiguous:
+                ctx.require(ctx.ops.Not(ctx[self.rp]), "first attempt")  # as for `fail`
+            ctx.set(self.rp, False)
+            assert node.unhealthy is not None
+            node.unhealthy(ctx, s)
+            self.unwind_from(ctx, i, Outcome("unwound", i, True))
+
         variants: list[tuple[str, Callable[[Ctx], None]]] = [("ok", ok)]
         if node.crashes:
             variants.append(("crash", crash))
         if node.fails:
             variants.append(("fail", fail))
+        if node.unhealthy is not None:
+            variants.append(("unhealthy", unhealthy))
         if node.ambiguous and with_ambiguous:
             variants.append(("ambiguous", ambiguous))
-        out = [self._action(name, oc, fn, node) for oc, fn in variants]
+        out = [self._action(name, oc, fn, node, node.unhealthy_tags if oc == "unhealthy" else ())
+               for oc, fn in variants]
 
         undo_fn = node.undo
         if undo_fn is not None:

@@ -1,6 +1,6 @@
 """SPEC §4.1 step 1: a report whose migration side names a soft-deleted migration row fails
 as a whole (Gone). The model writes nothing for it; the implementation answers the push with
-an error; replay holds the two together (lifecycle-model/4)."""
+an error; replay holds the two together (lifecycle-model/4 and later)."""
 
 from __future__ import annotations
 
