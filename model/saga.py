@@ -206,14 +206,21 @@ class _SlotActions:
             node.action(ctx, s)
             ctx.set(self.rp, True)
 
-        def fail(ctx: Ctx) -> None:
-            self.guard(ctx, i, FWD)
-            if not with_ambiguous:
-                # a replay that fails after the first attempt's effect landed is an
-                # ambiguous failure: only the opt-in fault class allows it
-                ctx.require(ctx.ops.Not(ctx[self.rp]), "first attempt")
-            ctx.set(self.rp, False)
-            self.unwind_from(ctx, i, Outcome("unwound", i, True))
+        def failing(effect: Callable[[Ctx, int], None] | None) -> Callable[[Ctx], None]:
+            """`fail` (no effect) and `unhealthy` (the node's handling of that error, then
+            failure)."""
+            def fn(ctx: Ctx) -> None:
+                self.guard(ctx, i, FWD)
+                if not with_ambiguous:
+                    # a replay that fails after the first attempt's effect landed is an
+                    # ambiguous failure: only the opt-in fault class allows it
+                    ctx.require(ctx.ops.Not(ctx[self.rp]), "first attempt")
+                ctx.set(self.rp, False)
+                if effect is not None:
+                    effect(ctx, s)
+                self.unwind_from(ctx, i, Outcome("unwound", i, True))
+
+            return fn
 
         def ambiguous(ctx: Ctx) -> None:
             self.guard(ctx, i, FWD)
@@ -221,26 +228,16 @@ class _SlotActions:
             ctx.require(ctx.ops.Not(panic), "the action does not panic")
             self.unwind_from(ctx, i, Outcome("unwound", i, True))
 
-        def unhealthy(ctx: Ctx) -> None:
-            self.guard(ctx, i, FWD)
-            if not with_ambiguous:
-                ctx.require(ctx.ops.Not(ctx[self.rp]), "first attempt")  # as for `fail`
-            ctx.set(self.rp, False)
-            assert node.unhealthy is not None
-            node.unhealthy(ctx, s)
-            self.unwind_from(ctx, i, Outcome("unwound", i, True))
-
-        variants: list[tuple[str, Callable[[Ctx], None]]] = [("ok", ok)]
+        variants: list[tuple[str, Callable[[Ctx], None], tuple[str, ...]]] = [("ok", ok, ())]
         if node.crashes:
-            variants.append(("crash", crash))
+            variants.append(("crash", crash, ()))
         if node.fails:
-            variants.append(("fail", fail))
+            variants.append(("fail", failing(None), ()))
         if node.unhealthy is not None:
-            variants.append(("unhealthy", unhealthy))
+            variants.append(("unhealthy", failing(node.unhealthy), node.unhealthy_tags))
         if node.ambiguous and with_ambiguous:
-            variants.append(("ambiguous", ambiguous))
-        out = [self._action(name, oc, fn, node, node.unhealthy_tags if oc == "unhealthy" else ())
-               for oc, fn in variants]
+            variants.append(("ambiguous", ambiguous, ()))
+        out = [self._action(name, oc, fn, node, tags) for oc, fn, tags in variants]
 
         undo_fn = node.undo
         if undo_fn is not None:
