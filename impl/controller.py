@@ -224,8 +224,14 @@ class Controller:
     def violations(self) -> list[str]:
         return record_violations(self.datastore)
 
+    def sled_vmm_ids(self) -> set[str]:
+        """The VMMs the simulated sled-agents still run (they answer 404 for the others)."""
+        return {v.vmm_id for v in self.fleet.live_vmms()}
+
     def quiescent_violations(self) -> list[str]:
-        return quiescent_violations(self.datastore)
+        """`impl.invariants.quiescent_violations`, told which VMMs the sleds still run (a
+        baseline VMM row that stands for no VMM needs no reservation: SPEC §7 G3, §4.9)."""
+        return quiescent_violations(self.datastore, self.sled_vmm_ids())
 
     def fingerprint(self, exclude: frozenset[str] = frozenset()) -> tuple[object, ...]:
         """The observable state, ignoring lock generations and the saga log, and the records

@@ -4,6 +4,7 @@ unreachability, saga nodes as failure and crash points (conformance/goals.py).""
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def _generate(revision: str, out: Path) -> dict[str, dict[str, Any]]:
     if revision not in _GENERATED:
         res = CliRunner().invoke(app, ["traces", "generate", "--revision", revision,
                                        "--out", str(out), "--z3-goal-seconds", "5"])
-        assert res.exit_code == 0, res.output
+        # the traceback too: CliRunner keeps an exception out of the captured output
+        tb = "".join(traceback.format_exception(*res.exc_info)) if res.exc_info else ""
+        assert res.exit_code == 0, res.output + tb
         assert "proven unreachable" in res.output
         _GENERATED[revision] = json.loads((out / "goals.json").read_text())["categories"]
     return _GENERATED[revision]

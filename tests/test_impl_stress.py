@@ -1,14 +1,21 @@
 """Bounded stress run (slow): 2 Nexus replicas with threads on PostgreSQL, 50 instances,
 random start/stop/reboot/migrate/delete with crashes and report faults, fixed seed and op
-count; once background tasks have run, the database invariants hold."""
+count; once background tasks have run, the database invariants hold.
+
+Also the stress run's rare baseline failure, driven step by step (fast): a stop races a start
+saga that then unwinds, and the sled's last report of the torn-down VMM is dropped
+(`test_lost_destroyed_report_after_start_unwinds`; `impl.invariants.stale_vmm_records`)."""
 
 from __future__ import annotations
 
 import pytest
 
+from impl.controller import Controller
+from impl.executor.dag import Outcome
 from impl.free_run import FreeRun
+from impl.invariants import quiescent_violations, stale_vmm_records
 from impl.testing import PG_SKIP_REASON, backend, controller, pg_url, stopped_instance
-from model.vocab import InstanceState
+from model.vocab import InstanceState, VmmState
 
 N_INSTANCES = 50
 N_OPS = 400
@@ -55,3 +62,88 @@ def test_stress_two_replicas_postgres(revision: str) -> None:
 @pytest.mark.slow
 def test_stress_two_replicas_sqlite() -> None:
     _stress("sqlite", "rfd486", seed=11)
+
+
+# ------------------------------------------------------------------ the interleaving, step by step
+def _stop_races_unwinding_start(c: Controller) -> tuple[str, str]:
+    """Start an instance up to ADD_VIRTUAL_RESOURCES, stop it and let its sled tear the VMM
+    down, deliver every report of that VMM but the last (`Destroyed`), which is dropped; then
+    ADD_VIRTUAL_RESOURCES fails, the start saga unwinds, and everything settles. Returns
+    (instance id, VMM id)."""
+    iid = stopped_instance(c)
+    sid = c.start_instance(iid)
+    assert sid is not None
+    while next(i for i in c.runnable() if i.saga_id == sid).node_name != "add_virtual_resources":
+        c.step(sid)
+    snap = c.snapshot(iid)
+    assert snap is not None and snap.instance.active_propolis_id is not None
+    vid = snap.instance.active_propolis_id
+    c.stop_instance(iid)
+    while vid in c.advanceable_vmms():  # Stopping, Stopped (reported Stopping), Destroyed
+        c.vmm_advance(vid)
+    reports = [p for p in c.pending_reports() if p.report.propolis_id == vid]
+    assert reports[-1].report.vmm_state.state == VmmState.DESTROYED
+    for p in reports[:-1]:
+        c.deliver_report(p.report_id)
+    c.deliver_report(reports[-1].report_id, mode="drop")
+    assert c.step(sid, Outcome.FAIL_BEFORE).node_name == "add_virtual_resources"
+    c.settle()
+    row = c.datastore.saga_fetch(sid)
+    assert row is not None and row.state == "unwound"
+    return iid, vid
+
+
+def test_lost_destroyed_report_after_start_unwinds_baseline() -> None:
+    """Baseline: the VMM row keeps the last state its sled reported (Stopping) with no
+    reservation and no instance naming it, while no sled runs it. The strict check reports
+    what the PostgreSQL stress run reported; the controller's check, which knows the sleds,
+    excuses exactly this row (SPEC §7 G3, §4.9, §4.8) and nothing that still runs or is
+    linked."""
+    c = controller(backend("sqlite"), "baseline")
+    try:
+        iid, vid = _stop_races_unwinding_start(c)
+        vmm = c.datastore.vmm_fetch(vid)
+        assert vmm is not None and vmm.state == VmmState.STOPPING and vmm.time_deleted is None
+        inst = c.datastore.instance_fetch(iid)
+        assert inst is not None and inst.state == InstanceState.NO_VMM and inst.active_propolis_id is None
+        assert vid not in c.datastore.sled_reservations() and vid not in c.sled_vmm_ids()
+        symptom = f"live VMM {vid} (STOPPING) has no sled reservation"
+        assert quiescent_violations(c.datastore) == [symptom]
+        assert [v.id for v in stale_vmm_records(c.datastore, c.sled_vmm_ids())] == [vid]
+        assert c.quiescent_violations() == []
+        # still flagged if a sled ran it
+        assert quiescent_violations(c.datastore, c.sled_vmm_ids() | {vid}) == [symptom]
+    finally:
+        c.close()
+
+
+def test_linked_vmm_without_reservation_is_still_reported() -> None:
+    """The excuse never covers a VMM its instance still names, even one no sled runs."""
+    c = controller(backend("sqlite"), "baseline")
+    try:
+        iid = stopped_instance(c)
+        c.run_saga(c.start_instance(iid) or "")
+        c.settle()
+        snap = c.snapshot(iid)
+        assert snap is not None and snap.instance.active_propolis_id is not None
+        vid = snap.instance.active_propolis_id
+        c.datastore.sled_reservation_delete(vid)
+        c.vmm_vanish(vid)
+        assert f"live VMM {vid} (RUNNING) has no sled reservation" in c.quiescent_violations()
+    finally:
+        c.close()
+
+
+def test_lost_destroyed_report_after_start_unwinds_rfd486() -> None:
+    """rfd486 (Δ #6455): the same interleaving heals (unconditional SagaUnwound, or the
+    watcher's Failed for a VMM its sled no longer knows; then the reaper), so the strict
+    check holds."""
+    c = controller(backend("sqlite"), "rfd486")
+    try:
+        _, vid = _stop_races_unwinding_start(c)
+        vmm = c.datastore.vmm_fetch(vid)
+        assert vmm is not None and vmm.time_deleted is not None
+        assert quiescent_violations(c.datastore) == []
+        assert c.quiescent_violations() == []
+    finally:
+        c.close()
