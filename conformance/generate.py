@@ -238,13 +238,23 @@ def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 3
 
 @dataclass
 class Z3Options:
-    """Bounds of the Z3 part: path length, time per goal, time overall."""
+    """Bounds of the Z3 part: path length, time per goal, time overall.
+
+    With `goal_rlimit` the budgets are Z3 resource units instead of seconds (per open goal:
+    `goal_rlimit`; per proof query: `PROOF_RLIMIT`) and no overall deadline applies: the
+    suite is then the same on every machine, however fast or loaded, for the pinned Z3."""
 
     depth: int = 10
     walk_depth: int = 3  # then from every state on a stored walk, this many steps
     goal_seconds: float = 20.0
     total_seconds: float = 600.0
     log: Callable[[str], None] | None = None
+    goal_rlimit: int | None = None
+
+
+# Resource units for one proof query (the stored lemmas' Houdini round, one unreachability
+# query) in the deterministic mode: far above what they take (docs/conformance.md).
+PROOF_RLIMIT = 200_000_000
 
 
 def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> None:
@@ -257,11 +267,13 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
 
     deadline = time.perf_counter() + opt.total_seconds
     enc = encoding_for(model.cfg)
-    proof = stored_proof(model, enc, log=opt.log)
+    proof_rlimit = PROOF_RLIMIT if opt.goal_rlimit is not None else None
+    proof = stored_proof(model, enc, log=opt.log, rlimit=proof_rlimit)
     suite.lemmas = len(proof.lemmas)
     open_goals = [g for g in all_action_goals(model) + all_pair_goals()
                   if g not in suite.covered]
-    suite.unreachable = prove_unreachable(model, enc, proof, open_goals) if proof.lemmas else []
+    suite.unreachable = prove_unreachable(model, enc, proof, open_goals,
+                                          rlimit=proof_rlimit) if proof.lemmas else []
     if opt.log is not None:
         opt.log(f"{len(proof.lemmas)} inductive lemmas ({proof.seconds:.1f}s); "
                 f"{len(suite.unreachable)} of {len(open_goals)} open goals proven unreachable")
@@ -271,7 +283,8 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
         return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
 
     res = bmc_search(model, enc, todo, seed_paths(model), covers, max_depth=opt.depth,
-                     goal_seconds=opt.goal_seconds, deadline=deadline, lemmas=proof.lemmas)
+                     goal_seconds=opt.goal_seconds, deadline=deadline, lemmas=proof.lemmas,
+                     goal_rlimit=opt.goal_rlimit)
     if opt.walk_depth and res.undecided:
         # goals too deep for the seeds: the shortest continuation of any state on a stored
         # walk (minimal given that walk's prefix)
@@ -282,7 +295,8 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
                                   Start(f"walk-{n}", w.labels[:n], w.states[:n + 1]))
         more = bmc_search(model, enc, list(res.undecided), list(starts.values()), covers,
                           max_depth=opt.walk_depth, goal_seconds=opt.goal_seconds,
-                          deadline=deadline, lemmas=proof.lemmas)
+                          deadline=deadline, lemmas=proof.lemmas,
+                          goal_rlimit=opt.goal_rlimit)
         res.found += more.found
         res.blocked += more.blocked
         res.disagreements += more.disagreements

@@ -267,9 +267,31 @@ def _term(model: Model, lem: Lemma, vars: dict[str, z3.ExprRef]) -> z3.BoolRef:
     return lift(lem.holds(Ctx(Z3, vars, model.layout.sizes), model))  # type: ignore[no-any-return]
 
 
+def rlimit_count(solver: z3.Solver) -> int:
+    """Z3's resource counter (`rlimit count`): it only grows, and it is the same for the same
+    queries on any machine with the same Z3 version, however fast or loaded the machine is."""
+    st = solver.statistics()
+    return int(st.get_key_value("rlimit count")) if "rlimit count" in st.keys() else 0
+
+
+# In the deterministic mode, a wall-clock bound only against a query whose work Z3 does not
+# count (then the answer is `unknown` and the run is no longer machine-independent).
+SAFETY_TIMEOUT_MS = 600_000
+
+
+def limit_check(solver: z3.Solver, timeout_ms: int, rlimit: int | None) -> None:
+    """Bound the solver's next check: by Z3 resource units when `rlimit` is given (the
+    deterministic budget), else by wall-clock milliseconds."""
+    if rlimit is not None:
+        solver.set("rlimit", max(1, rlimit))
+        solver.set("timeout", SAFETY_TIMEOUT_MS)
+    else:
+        solver.set("timeout", max(1, timeout_ms))
+
+
 def houdini(model: Model, enc: Encoding, cands: list[Lemma], timeout_ms: int = 120_000,
             deadline: float | None = None,
-            log: Callable[[str], None] | None = None) -> Proof:
+            log: Callable[[str], None] | None = None, rlimit: int | None = None) -> Proof:
     """The largest inductive subset of `cands` that holds in the fresh instance.
 
     One incremental solver: lemma j is assumed in the pre-state through a switch literal,
@@ -291,11 +313,11 @@ def houdini(model: Model, enc: Encoding, cands: list[Lemma], timeout_ms: int = 1
     while keep:
         rounds += 1
         left = timeout_ms
-        if deadline is not None:
+        if deadline is not None and rlimit is None:
             left = min(left, int((deadline - time.perf_counter()) * 1000))
         if left <= 0:
             return Proof([], rounds, time.perf_counter() - t0, len(cands))
-        solver.set("timeout", left)
+        limit_check(solver, left, rlimit)  # rlimit: per round, and no deadline applies
         goal = z3.Bool(f"round#{rounds}")
         solver.add(z3.Implies(goal, z3.Or(*[z3.Not(post_t[j]) for j in keep])))
         res = solver.check(*[switch[j] for j in keep], goal)
@@ -346,11 +368,12 @@ def goal_state_term(model: Model, enc: Encoding, goal: str,
 
 
 def prove_unreachable(model: Model, enc: Encoding, proof: Proof, goals: list[str],
-                      timeout_ms: int = 20_000) -> list[str]:
-    """The goals no state satisfying the inductive lemmas can satisfy (Z3: unsat)."""
+                      timeout_ms: int = 20_000, rlimit: int | None = None) -> list[str]:
+    """The goals no state satisfying the inductive lemmas can satisfy (Z3: unsat); each
+    goal's query is bounded by `timeout_ms`, or by `rlimit` Z3 resource units if given."""
     s = enc.state_vars(0)
     solver = z3.SolverFor("QF_BV")
-    solver.set("timeout", timeout_ms)
+    limit_check(solver, timeout_ms, rlimit)
     solver.add(*[_term(model, lem, s) for lem in proof.lemmas])
     out = []
     for g in goals:
@@ -415,14 +438,22 @@ def bmc_search(model: Model, enc: Encoding, goals: list[str], starts: list[Start
                covers: Callable[[str, list[str], list[State]], set[str]],
                max_depth: int = 12, goal_seconds: float = 30.0,
                retries: int = 8, deadline: float | None = None,
-               lemmas: list[Lemma] | None = None) -> SearchResult:
+               lemmas: list[Lemma] | None = None,
+               goal_rlimit: int | None = None) -> SearchResult:
     """Shortest paths from any start to each goal, by incremental bounded model checking.
 
     `covers(goal, labels, states)` is the set of goals a found path covers (checked
     concretely); a goal covered by an earlier path is not searched again. Proven lemmas,
-    true in every reachable state, are asserted on every state of the path to prune it."""
+    true in every reachable state, are asserted on every state of the path to prune it.
+
+    Each goal may spend `goal_seconds` of wall-clock time over all its queries, all goals
+    together until `deadline`; with `goal_rlimit`, it may spend that many Z3 resource
+    units instead and no deadline applies, so the result does not depend on the machine."""
     res = SearchResult()
     pending = list(goals)
+    budget = float(goal_rlimit) if goal_rlimit is not None else goal_seconds
+    if goal_rlimit is not None:
+        deadline = None
     spent = {g: 0.0 for g in goals}
     by_state = {tuple(sorted(st.states[-1].items())): st for st in starts}
     solver = z3.SolverFor("QF_BV")
@@ -444,21 +475,23 @@ def bmc_search(model: Model, enc: Encoding, goals: list[str], starts: list[Start
             else:
                 cond = goal_state_term(model, enc, g, states[k])
             for _ in range(retries + 1):
-                left = goal_seconds - spent[g]
+                left = budget - spent[g]
                 if deadline is not None:
                     left = min(left, deadline - time.perf_counter())
                 if left <= 0:
-                    res.undecided[g] = f"time budget spent at depth {k}"
+                    res.undecided[g] = f"{'Z3 resource' if goal_rlimit else 'time'} " \
+                                       f"budget spent at depth {k}"
                     pending.remove(g)
                     break
-                solver.set("timeout", max(1, int(left * 1000)))
-                t0 = time.perf_counter()
+                limit_check(solver, int(left * 1000), int(left) if goal_rlimit else None)
+                t0 = rlimit_count(solver) if goal_rlimit else time.perf_counter()
                 ans = solver.check(cond)
-                spent[g] += time.perf_counter() - t0
+                t1 = rlimit_count(solver) if goal_rlimit else time.perf_counter()
+                spent[g] += t1 - t0
                 if ans == z3.unsat:
                     break
                 if ans != z3.sat:
-                    res.undecided[g] = f"Z3 {ans} at depth {k}"
+                    res.undecided[g] = f"Z3 {ans} ({solver.reason_unknown()}) at depth {k}"
                     pending.remove(g)
                     break
                 m = solver.model()
@@ -532,7 +565,8 @@ def save_lemmas(cfg: Config, proof: Proof) -> Path:
 
 
 def stored_proof(model: Model, enc: Encoding, timeout_ms: int = 120_000,
-                 log: Callable[[str], None] | None = None) -> Proof:
+                 log: Callable[[str], None] | None = None,
+                 rlimit: int | None = None) -> Proof:
     """The stored lemma set of this configuration, re-proven now: Houdini from the stored
     set (one unsat query when nothing changed; a changed model only drops lemmas). Nothing
     is trusted from the file: a lemma is used only if the proof succeeds here."""
@@ -548,7 +582,7 @@ def stored_proof(model: Model, enc: Encoding, timeout_ms: int = 120_000,
         except KeyError:
             continue  # names a variable or invariant the model no longer has
         lemmas.append(lem)
-    return houdini(model, enc, lemmas, timeout_ms, log=log)
+    return houdini(model, enc, lemmas, timeout_ms, log=log, rlimit=rlimit)
 
 
 def enrich(model: Model, sample: list[State], levels: int = 1) -> list[State]:

@@ -41,6 +41,10 @@ def generate(
     z3_depth: int = typer.Option(10, "--z3-depth", help="Longest Z3 path from a seed."),
     z3_goal_seconds: float = typer.Option(20.0, "--z3-goal-seconds",
                                           help="Z3 time budget per open goal."),
+    z3_goal_rlimit: int = typer.Option(0, "--z3-goal-rlimit",
+                                       help="Z3 budget per open goal in Z3 resource units "
+                                            "instead of seconds (0: use seconds): the same "
+                                            "suite on every machine, however loaded."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
                                  help="List the goals proven unreachable and undecided."),
 ) -> None:
@@ -56,7 +60,10 @@ def generate(
         raise _usage(str(e)) from None
     if walks < 1:
         raise _usage(f"--walks must be positive, got {walks}")
+    if z3_goal_rlimit < 0:
+        raise _usage(f"--z3-goal-rlimit must not be negative, got {z3_goal_rlimit}")
     opt = Z3Options(depth=z3_depth, goal_seconds=z3_goal_seconds,
+                    goal_rlimit=z3_goal_rlimit or None,
                     log=(lambda m: err.print(m, markup=False, highlight=False))
                     if verbose else None) if z3 else None
     suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile, z3=opt)

@@ -30,6 +30,9 @@ def test_bad_names_exit_2_and_list_valid_ones() -> None:
     assert r.exit_code == 2
     r = runner.invoke(app, ["verify", "--seed", "typo"])
     assert r.exit_code == 2 and "migration-unwound" in r.output
+    r = runner.invoke(app, ["traces", "generate", "-r", "baseline", "-o", "unused",
+                            "--z3-goal-rlimit", "-1"])
+    assert r.exit_code == 2 and "--z3-goal-rlimit must not be negative" in r.output
 
 
 def test_verify_from_one_seed_reports_only_that_seed(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conformance.coverage import all_action_goals, all_pair_goals, pair_of
+from conformance.generate import PROOF_RLIMIT
 from conformance.goals import (
     NODES_WITHOUT,
     Lemma,
@@ -94,13 +95,37 @@ def test_bmc_finds_shortest_paths_from_the_seeds() -> None:
     assert res.found[0].labels != res.found[1].labels  # blocked: distinct sequences
 
 
+def test_bmc_resource_budget_is_deterministic() -> None:
+    """With a budget in Z3 resource units, a goal that needs more than its budget is
+    undecided at the same depth on every run, and one within it is found the same way."""
+    model = model_for(Config(revision="baseline"))
+    enc = encoding_for(model.cfg)
+    goals = ["action:instance-create.MOVE_TO_STOPPED(outcome=fail)",
+             "action:instance-update.COMMIT_INSTANCE_UPDATES(saga=1, outcome=ok)"]
+
+    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
+        return {f"action:{lab}" for lab in labels}
+
+    fresh_only = [st for st in seed_paths(model) if st.name == "fresh"]
+    runs = []
+    for _ in range(2):
+        res = bmc_search(model, enc, goals, fresh_only, covers, max_depth=4,
+                         goal_rlimit=100_000, deadline=0.0)  # a deadline is ignored
+        runs.append(([(f.goal, f.labels) for f in res.found], res.undecided))
+    assert runs[0] == runs[1]
+    found, undecided = runs[0]
+    assert [g for g, _ in found] == [goals[0]]
+    assert list(undecided) == [goals[1]]
+    assert undecided[goals[1]].startswith("Z3 unknown")  # out of its resource units
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_stored_lemmas_are_inductive(revision: str) -> None:
     model = model_for(Config(revision=revision))
     enc = encoding_for(model.cfg)
     stored = json.loads(lemma_file(model.cfg).read_text())["lemmas"]
-    proof = stored_proof(model, enc)
+    proof = stored_proof(model, enc, rlimit=PROOF_RLIMIT)
     assert len(proof.lemmas) == len(stored) and proof.rounds == 1
     assert check_inductive(model, enc, proof.lemmas)
 
@@ -117,9 +142,10 @@ UNREACHABLE: dict[str, dict[str, int]] = {
 def test_pinned_unreachable_goals(revision: str) -> None:
     model = model_for(Config(revision=revision))
     enc = encoding_for(model.cfg)
-    proof = stored_proof(model, enc)
+    # Z3 resource budgets, not seconds: a loaded machine cannot turn a proof into a time-out
+    proof = stored_proof(model, enc, rlimit=PROOF_RLIMIT)
     goals = all_action_goals(model) + all_pair_goals()
-    un = prove_unreachable(model, enc, proof, goals)
+    un = prove_unreachable(model, enc, proof, goals, rlimit=PROOF_RLIMIT)
     nodes = [n for n, acts in node_goals(model).items() if all(a in un for a in acts)]
     got = {"action": sum(g.startswith("action:") for g in un),
            "pair": sum(g.startswith("pair:") for g in un), "node": len(nodes)}
@@ -133,11 +159,12 @@ _GENERATED: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 def _generate(revision: str, out: Path) -> dict[str, dict[str, Any]]:
-    """One generation per revision and test session (the slow tests below share it); 5 s of
-    Z3 per open goal keeps it to minutes on this machine."""
+    """One generation per revision and test session (the slow tests below share it). The
+    budget per open goal is 3 M Z3 resource units, not seconds: the same suite on every
+    machine however loaded (about 5 s per goal here; a few minutes per revision)."""
     if revision not in _GENERATED:
         res = CliRunner().invoke(app, ["traces", "generate", "--revision", revision,
-                                       "--out", str(out), "--z3-goal-seconds", "5"])
+                                       "--out", str(out), "--z3-goal-rlimit", "3000000"])
         # the traceback too: CliRunner keeps an exception out of the captured output
         tb = "".join(traceback.format_exception(*res.exc_info)) if res.exc_info else ""
         assert res.exit_code == 0, res.output + tb
