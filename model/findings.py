@@ -63,6 +63,13 @@ FINDINGS: list[Finding] = [
             "finds a completed migration without its target VMM row and panics: Nexus aborts "
             "and aborts again on every recovery, the instance is never updated again",
             "§4.9 (#6455), §4.6 steps B and C", None),
+    *[Finding("F5", rev, ("active_vms_have_resources",),
+              "a start saga's VMM is destroyed after it charged; the update saga releases the "
+              "charge and stops the instance; the user starts it again and the new start "
+              "charges; then the old saga's ENSURE_RUNNING fails and its undo of "
+              "ADD_VIRTUAL_RESOURCES deletes the charge by instance id: the new start's",
+              "§4.2 node 9, §1.4, §7 R9, §6.16", None, seed="start-outlived")
+      for rev in ("baseline", "rfd486")],
 ]
 
 

@@ -55,6 +55,16 @@ MIGRATION_RACE = ["user.instance_migrate(saga=0)", "user.instance_migrate(saga=1
 VMM_GONE = ["sled-agent.vmm_transition(vmm=0, to=DESTROYED)",
             "sled-agent.deliver_report(vmm=0, keep=0, update=started)"]
 
+# a start saga charged, then its VMM was destroyed; the report's update saga released the
+# charge, unlinked the VMM and committed NoVmm while the start saga still waits at
+# ENSURE_RUNNING; the user has started the instance again (finding F5, docs/findings.md)
+START_OUTLIVED = ["instance-start.ADD_VIRTUAL_RESOURCES(saga=0, outcome=ok)"] + VMM_GONE + [
+    "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
+    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)"] + [
+    f"instance-update.{n}(saga=0, outcome=ok)"
+    for n in ("BECOME_UPDATER", "RECONCILE_RESOURCES", "COMMIT_INSTANCE_UPDATES",
+              "DESTROY_ACTIVE_VMM")] + ["user.instance_start(saga=1, vmm=1)"]
+
 SEEDS: dict[str, tuple[str, list[str]]] = {
     "fresh": ("right after CREATE_INSTANCE_RECORD: Creating, create saga pending", []),
     "stopped": ("created and stopped (NoVmm), no VMM yet", CREATE),
@@ -76,6 +86,9 @@ OPT_IN_SEEDS: dict[str, tuple[str, list[str]]] = {
     "migration-race": ("running; of two migrate sagas admitted together, the first unwound "
                        "and left its ids, the second is about to take them over (§4.4 (c))",
                        CREATE + RUN + MIGRATION_RACE),
+    "start-outlived": ("a start saga still waits at ENSURE_RUNNING after its VMM was destroyed "
+                       "and the update saga stopped the instance; the user started it again",
+                       CREATE + STARTING + START_OUTLIVED),
 }
 ALL_SEEDS = {**SEEDS, **OPT_IN_SEEDS}
 

@@ -12,7 +12,8 @@ from model.state import Config
 
 # finding id -> depth of its shortest counterexample
 # (from the finding's seed: the default seeds, or the opt-in seed it names)
-FINDING_DEPTH = {"Q3": 1, "Q1": 1, "Q1b": 1, "G4": 2, "F1": 7, "F2": 7, "F3": 8, "F4": 8}
+FINDING_DEPTH = {"Q3": 1, "Q1": 1, "Q1b": 1, "G4": 2, "F1": 7, "F2": 7, "F3": 8, "F4": 8,
+                 "F5": 8}
 
 
 @pytest.mark.parametrize("finding", [f for f in FINDINGS if FINDING_DEPTH[f.id] <= 2],
@@ -23,7 +24,7 @@ def test_shallow_findings_reproduce(finding) -> None:  # type: ignore[no-untyped
 
 @pytest.mark.slow
 @pytest.mark.parametrize("finding", [f for f in FINDINGS if FINDING_DEPTH[f.id] > 2],
-                         ids=lambda f: f.id)
+                         ids=lambda f: f"{f.id}-{f.revision}")
 def test_deep_findings_reproduce(finding) -> None:  # type: ignore[no-untyped-def]
     check(finding)
 
