@@ -451,12 +451,15 @@ def bmc_search(model: Model, enc: Encoding, goals: list[str], starts: list[Start
     units instead and no deadline applies, so the result does not depend on the machine."""
     res = SearchResult()
     pending = list(goals)
-    budget = float(goal_rlimit) if goal_rlimit is not None else goal_seconds
-    if goal_rlimit is not None:
-        deadline = None
     spent = {g: 0.0 for g in goals}
     by_state = {tuple(sorted(st.states[-1].items())): st for st in starts}
     solver = z3.SolverFor("QF_BV")
+    # what a goal's budget is counted in: Z3 resource units, or seconds
+    budget, unit, clock = ((float(goal_rlimit), "Z3 resource", lambda: rlimit_count(solver))
+                           if goal_rlimit is not None
+                           else (goal_seconds, "time", time.perf_counter))
+    if goal_rlimit is not None:
+        deadline = None
     states = [enc.state_vars(0)]
     solver.add(z3.Or(*[enc.equals(states[0], st.states[-1]) for st in by_state.values()]))
     acts: list[z3.BitVecRef] = []
@@ -479,15 +482,13 @@ def bmc_search(model: Model, enc: Encoding, goals: list[str], starts: list[Start
                 if deadline is not None:
                     left = min(left, deadline - time.perf_counter())
                 if left <= 0:
-                    res.undecided[g] = f"{'Z3 resource' if goal_rlimit else 'time'} " \
-                                       f"budget spent at depth {k}"
+                    res.undecided[g] = f"{unit} budget spent at depth {k}"
                     pending.remove(g)
                     break
-                limit_check(solver, int(left * 1000), int(left) if goal_rlimit else None)
-                t0 = rlimit_count(solver) if goal_rlimit else time.perf_counter()
+                limit_check(solver, int(left * 1000), None if goal_rlimit is None else int(left))
+                t0 = clock()
                 ans = solver.check(cond)
-                t1 = rlimit_count(solver) if goal_rlimit else time.perf_counter()
-                spent[g] += t1 - t0
+                spent[g] += clock() - t0
                 if ans == z3.unsat:
                     break
                 if ans != z3.sat:
