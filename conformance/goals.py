@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,7 @@ from model.bmc import AgreementError, encoding_for
 from model.expr import CONCRETE, Z3, Ctx, Val, lift
 from model.findings import findings_for
 from model.invariants import INVARIANTS
-from model.seeds import SEEDS, expand_step
+from model.seeds import ALL_SEEDS, SEEDS, expand_step
 from model.state import Config
 from model.step import ModelBoundExceeded, State, apply
 from model.vocab import ExternalState, VmmState
@@ -392,11 +392,14 @@ class Start:
     states: list[State]
 
 
-def seed_paths(model: Model) -> list[Start]:
-    """The checker's seeds as label paths (a seed's `unwind:` step expanded into its undo
-    actions), leaving out seeds whose path runs into a known divergence."""
+def seed_paths(model: Model, names: Sequence[str] | None = None) -> list[Start]:
+    """The checker's seeds (by default its default ones) as label paths (a seed's `unwind:`
+    step expanded into its undo actions), leaving out seeds whose path runs into a known
+    divergence."""
     out: list[Start] = []
-    for name, (_desc, labels) in SEEDS.items():
+    for name, (_desc, labels) in ALL_SEEDS.items():
+        if name not in (SEEDS if names is None else names):
+            continue
         states = [model.layout.fresh_state()]
         path: list[str] = []
         ok = True

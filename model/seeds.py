@@ -65,6 +65,26 @@ START_OUTLIVED = ["instance-start.ADD_VIRTUAL_RESOURCES(saga=0, outcome=ok)"] + 
     for n in ("BECOME_UPDATER", "RECONCILE_RESOURCES", "COMMIT_INSTANCE_UPDATES",
               "DESTROY_ACTIVE_VMM")] + ["user.instance_start(saga=1, vmm=1)"]
 
+
+def _update_saga(nodes: tuple[str, ...]) -> list[str]:
+    """One update saga in slot 0, from its lock to its commit, every node succeeding."""
+    return ["start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
+            "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)"] + [
+        f"instance-update.{n}(saga=0, outcome=ok)" for n in nodes]
+
+
+# the migration to VMM 1 completes on both sleds; the source's report makes VMM 1 active (and
+# moves the network to it), the target's report then clears the migration ids
+MIGRATED = ["sled-agent.migration_target_completes(migration=0)",
+            "sled-agent.migration_source_completes(migration=0)",
+            "sled-agent.deliver_report(vmm=0, keep=0, update=started)"] + _update_saga(
+    ("BECOME_UPDATER", "RECONCILE_RESOURCES", "COMMIT_INSTANCE_UPDATES")) + [
+    "sled-agent.deliver_report(vmm=1, keep=0, update=started)"] + _update_saga(
+    ("BECOME_UPDATER", "COMMIT_INSTANCE_UPDATES"))
+# a second migration, from VMM 1 to VMM 2 (the third and last VMM slot), in progress
+REMIGRATE = MIGRATE[:7] + ["sled-agent.deliver_report(vmm=2, keep=0, update=none)",
+                           "sled-agent.deliver_report(vmm=1, keep=0, update=none)"]
+
 SEEDS: dict[str, tuple[str, list[str]]] = {
     "fresh": ("right after CREATE_INSTANCE_RECORD: Creating, create saga pending", []),
     "stopped": ("created and stopped (NoVmm), no VMM yet", CREATE),
@@ -89,6 +109,9 @@ OPT_IN_SEEDS: dict[str, tuple[str, list[str]]] = {
     "start-outlived": ("a start saga still waits at ENSURE_RUNNING after its VMM was destroyed "
                        "and the update saga stopped the instance; the user started it again",
                        CREATE + STARTING + START_OUTLIVED),
+    "remigrating": ("migrated to VMM 1 (both reports in, the ids cleared), and a second "
+                    "migration, to VMM 2, in progress on both sleds",
+                    CREATE + RUN + MIGRATE + MIGRATED + REMIGRATE),
 }
 ALL_SEEDS = {**SEEDS, **OPT_IN_SEEDS}
 
