@@ -17,7 +17,9 @@ Two questions are asked of the model's Z3 encoding (`model/z3enc.py`) for every 
    facts mined from the states the walks visited: a variable only takes the values seen
    (`x ∈ V`), and when `x = c` another variable only takes the values seen with it
    (`x = c ⇒ y ∈ V`; x, y among the instance row, VMM rows, saga links and the derived
-   pair observables). Mining only proposes; Houdini drops every candidate that is not part
+   pair observables), and facts read off the protocol's structure (`structural_lemmas`:
+   what holds while the instance is Creating, which states a VMM row can hold, ...).
+   Mining only proposes; Houdini drops every candidate that is not part
    of an inductive set, so what is kept is proven, however it was guessed. The set is
    built offline (`lifecycle traces lemmas`, `targeted_houdini`), stored in
    `conformance/lemmas/`, and re-proven on every use (`stored_proof`).
@@ -51,9 +53,9 @@ from model.expr import CONCRETE, Z3, Ctx, Val, lift
 from model.findings import findings_for
 from model.invariants import INVARIANTS
 from model.seeds import ALL_SEEDS, SEEDS, expand_step
-from model.state import Config
+from model.state import FWD, GEN_BITS, NONE, UNWIND, Config
 from model.step import ModelBoundExceeded, State, apply
-from model.vocab import ExternalState, VmmState
+from model.vocab import ExternalState, InstanceState, VmmState
 from model.z3enc import Encoding, Substitution
 
 from .coverage import pair_parts
@@ -610,11 +612,48 @@ def enrich(model: Model, sample: list[State], levels: int = 1) -> list[State]:
     return list(seen.values())
 
 
+def structural_lemmas(model: Model) -> list[Lemma]:
+    """Candidates from the protocol's structure rather than from samples (docs/conformance.md):
+
+    - while the instance is Creating, nothing but the create saga has run: every variable
+      outside the create saga and the instance's state and generation has its fresh value;
+    - the generation starts at 1 and is below 2 only while the instance is Creating (the
+      encoding cannot wrap a generation around: `Ctx.inc`);
+    - an update saga that computed its new instance state computed NoVmm, Vmm or Failed;
+    - a NoVmm instance names no active VMM;
+    - a VMM row never holds a state the model's sleds and sagas never write.
+    As with mined candidates, Houdini keeps only what is part of an inductive set."""
+    fresh = model.layout.fresh_state()
+    creating, nstates = int(InstanceState.CREATING), (int(InstanceState.NO_VMM),
+                                                      int(InstanceState.VMM),
+                                                      int(InstanceState.FAILED))
+    out = [Lemma(("implies", "i_state", creating, n, (v,))) for n, v in fresh.items()
+           if not n.startswith("cr_") and n not in ("i_state", "i_gen")]
+    out.append(Lemma(("in", "i_gen", tuple(range(1, 1 << GEN_BITS)))))
+    out += [Lemma(("implies", "i_gen", g, "i_state", (creating,))) for g in (0, 1)]
+    for k in range(model.cfg.update_children):
+        out += [Lemma(("implies", f"uc_mode.{k}", mode, f"uc_nstate.{k}", nstates))
+                for mode in (FWD, UNWIND)]
+    out.append(Lemma(("implies", "i_state", int(InstanceState.NO_VMM), "i_active", (NONE,))))
+    # the VMM states a database row can hold: never Stopped (the model's sleds go from
+    # Stopping to Destroyed), never Gone (a sled's own view); Creating only in rfd486
+    rows = [int(v) for v in VmmState if v not in (VmmState.STOPPED, VmmState.GONE)
+            and (model.cfg.rfd486 or v != VmmState.CREATING)]
+    out += [Lemma(("in", f"v_state.{k}", tuple(rows))) for k in range(model.cfg.vmms)]
+    out.append(Lemma(("in", "@active_state", tuple(rows))))
+    # a sled's own view adds Gone (a report of it never reaches a buffer)
+    sled = sorted(set(rows) - {int(VmmState.CREATING)})
+    out += [Lemma(("in", f"sa_state.{k}", (*sled, int(VmmState.GONE))))
+            for k in range(model.cfg.vmms)]
+    out += [Lemma(("in", f"rb_state.{k}", tuple(sled))) for k in range(model.cfg.vmms)]
+    return out
+
+
 def mine_and_prove(model: Model, enc: Encoding, sample: list[State], goals: list[str],
                    log: Callable[[str], None] | None = None) -> Proof:
     """An inductive set of the model's state invariants and the facts mined from `sample`,
     aimed at refuting `goals`."""
-    cands = invariant_lemmas(model) + mined_lemmas(model, sample)
+    cands = invariant_lemmas(model) + structural_lemmas(model) + mined_lemmas(model, sample)
     if log is not None:
         log(f"{len(cands)} candidate lemmas from {len(sample)} states")
     return targeted_houdini(model, enc, cands, goals, log=log)

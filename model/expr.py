@@ -17,6 +17,10 @@ from typing import Any
 
 import z3
 
+from .state import GEN_BITS
+
+GEN_MAX = (1 << GEN_BITS) - 1  # the largest generation the encoding represents
+
 Val = Any  # an int/bool (concrete) or a z3 term (symbolic)
 
 
@@ -167,6 +171,14 @@ class Ctx:
             return
         self.guards.append(cond)
         self.labels.append(label)
+
+    def inc(self, val: Val, label: str = "generation stays in range") -> Val:
+        """`val + 1` for a generation (or id counter), which must stay representable: the
+        action is disabled where the sum would leave the range (in the concrete semantics
+        and in the Z3 encoding alike, so the encoding never wraps a generation around to 0;
+        docs/decisions.md)."""
+        self.require(self.ops.ult(val, GEN_MAX), label)
+        return val + 1
 
     # -- writes ----------------------------------------------------------------
     def set(self, name: str, val: Val) -> None:

@@ -25,7 +25,7 @@ def build_create_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         alive = ctx.ops.Not(instance_deleted(ctx))
         ctx.require(ctx.ops.Or(ctx.ops.Not(alive), ctx["i_active"] == NONE), "CHECK allows Failed")
         with ctx.when(alive):
-            ctx.set("i_gen", ctx["i_gen"] + 1)
+            ctx.set("i_gen", ctx.inc(ctx["i_gen"]))
             ctx.set("i_state", I.DESTROYED)
 
     def move_to_stopped(ctx: Ctx, s: int) -> Val:

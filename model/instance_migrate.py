@@ -45,7 +45,7 @@ def instance_set_migration_ids(ctx: Ctx, src: Val, m: Val, tgt: Val) -> Val:
     with ctx.when(ok):
         ctx.set("i_mig", m)
         ctx.set("i_target", tgt)
-        ctx.set("i_gen", ctx["i_gen"] + 1)
+        ctx.set("i_gen", ctx.inc(ctx["i_gen"]))
     return ok
 
 
@@ -82,8 +82,8 @@ def build_migrate_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
                                   ctx.at("m_src_st", m) != M.ABSENT)):
             ctx.set_at("m_src_st", m, M.FAILED)
             ctx.set_at("m_tgt_st", m, M.FAILED)
-            ctx.set_at("m_src_gen", m, ctx.at("m_src_gen", m) + 1)
-            ctx.set_at("m_tgt_gen", m, ctx.at("m_tgt_gen", m) + 1)
+            ctx.set_at("m_src_gen", m, ctx.inc(ctx.at("m_src_gen", m)))
+            ctx.set_at("m_tgt_gen", m, ctx.inc(ctx.at("m_tgt_gen", m)))
 
     def set_migration_ids(ctx: Ctx, s: int) -> Val:
         """SET_MIGRATION_IDS: `instance_set_migration_ids`; Conflict when another won."""
@@ -96,7 +96,7 @@ def build_migrate_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
                                   ctx.ops.Not(instance_deleted(ctx)))):
             ctx.set("i_mig", NONE)
             ctx.set("i_target", NONE)
-            ctx.set("i_gen", ctx["i_gen"] + 1)
+            ctx.set("i_gen", ctx.inc(ctx["i_gen"]))
 
     def ensure_destination(ctx: Ctx, s: int) -> Val:
         """ENSURE_DESTINATION_PROPOLIS: register the target VMM with the migration id."""
@@ -116,7 +116,7 @@ def build_migrate_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         go = ops.And(ops.Not(begun), can)
         with ctx.when(go):
             ctx.set_at("sa_mtgt_st", m, M.IN_PROGRESS)
-            ctx.set_at("sa_mtgt_gen", m, ctx.at("sa_mtgt_gen", m) + 1)
+            ctx.set_at("sa_mtgt_gen", m, ctx.inc(ctx.at("sa_mtgt_gen", m)))
             ctx.set_at("sa_msrc_st", m, M.IN_PROGRESS)
             ctx.set_at("sa_msrc_gen", m, 2)
             ctx.set_at("sa_mout", src, m)

@@ -33,7 +33,7 @@ def mark_instance_failed(ctx: Ctx) -> None:
     with ctx.when(ctx.ops.Not(instance_deleted(ctx))):
         ctx.set("i_state", I.FAILED)
         ctx.set("i_active", NONE)
-        ctx.set("i_gen", ctx["i_gen"] + 1)
+        ctx.set("i_gen", ctx.inc(ctx["i_gen"]))
 
 
 def mark_vmm_failed(ctx: Ctx, k: int) -> None:
@@ -41,7 +41,7 @@ def mark_vmm_failed(ctx: Ctx, k: int) -> None:
     with ctx.when(ctx.ops.And(ctx.ops.Not(ctx[f"v_del.{k}"]),
                               ctx[f"v_state.{k}"] != V.ABSENT)):
         ctx.set(f"v_state.{k}", V.FAILED)
-        ctx.set(f"v_gen.{k}", ctx[f"v_gen.{k}"] + 1)
+        ctx.set(f"v_gen.{k}", ctx.inc(ctx[f"v_gen.{k}"]))
 
 
 def build_request_state(cfg: Config) -> list[Action]:

@@ -64,7 +64,7 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         with ctx.when(write):
             ctx.set("i_state", I.VMM)
             ctx.set("i_active", k)
-            ctx.set("i_gen", ctx["i_gen"] + 1)
+            ctx.set("i_gen", ctx.inc(ctx["i_gen"]))
         with ctx.when(ops.Or(write, mine)):
             ctx.set(f"st_gen.{s}", ctx["i_gen"])
             ctx.set(f"st_lid.{s}", ctx["i_updater"])
@@ -77,10 +77,10 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         ops = ctx.ops
         alive = ops.Not(instance_deleted(ctx))
         if cfg.has("start-unwind-clears-unconditionally"):
-            cond, gen = alive, ctx["i_gen"] + 1
+            cond, gen = alive, ctx.inc(ctx["i_gen"])
         else:
-            cond = ops.And(alive, ops.ult(ctx["i_gen"], ctx[f"st_gen.{s}"] + 1))
-            gen = ctx[f"st_gen.{s}"] + 1
+            cond = ops.And(alive, ops.ult(ctx["i_gen"], ctx.inc(ctx[f"st_gen.{s}"])))
+            gen = ctx.inc(ctx[f"st_gen.{s}"])
         with ctx.when(cond):
             ctx.set("i_state", I.NO_VMM)
             ctx.set("i_active", NONE)

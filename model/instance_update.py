@@ -45,7 +45,7 @@ def spawn_update_saga(ctx: Ctx, cfg: Config, required: bool = True) -> Val:
             ctx.set(f"up_mode.{j}", FWD)
             ctx.set(f"up_pc.{j}", FETCH_STATE if cfg.has("no-updater-lock") else LOCK_INSTANCE)
             ctx.set(f"up_lid.{j}", ctx["next_uuid"])
-            ctx.set("next_uuid", ctx["next_uuid"] + 1)
+            ctx.set("next_uuid", ctx.inc(ctx["next_uuid"]))
             ctx.set(f"up_child.{j}", NONE)
     return ops.Or(*free)
 
@@ -92,7 +92,7 @@ def build_update_sagas(cfg: Config, layout: Layout) -> tuple[SagaDef, SagaDef]:
                 ctx.set(f"uc_mode.{c}", FWD)
                 ctx.set(f"uc_parent.{c}", p)
                 ctx.set(f"uc_lid.{c}", ctx["next_uuid"])
-                ctx.set("next_uuid", ctx["next_uuid"] + 1)
+                ctx.set("next_uuid", ctx.inc(ctx["next_uuid"]))
                 ctx.set(f"uc_plid.{c}", ctx[f"up_lid.{p}"])
                 ctx.set(f"uc_plgen.{c}", ctx[f"up_lgen.{p}"])
                 vals = {"nstate": u.new["i_state"], "ngen": u.new["i_gen"],

@@ -46,7 +46,7 @@ def build_instance_watcher(cfg: Config) -> list[Action]:
                     ctx.require(ctx[f"sa_state.{k}"] == V.GONE, "sled answers 404")
                     # the made-up report carries no migration sides
                     notify_instance_updated(ctx, cfg, k, int(V.FAILED),
-                                            ctx[f"v_gen.{k}"] + 1, spawn, migrations=False)
+                                            ctx.inc(ctx[f"v_gen.{k}"]), spawn, migrations=False)
 
                 acts.append(Action("instance-watcher.vmm_gone", (("vmm", k), ("update", sp)),
                                    "instance-watcher", gone, "§4.9 (#6455)",

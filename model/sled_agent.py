@@ -48,14 +48,14 @@ def fail_side(ctx: Ctx, m: Val, side: str) -> None:
     st = ctx.at(f"sa_m{side}_st", m)
     with ctx.when(ctx.ops.And(m != NONE, ctx.ops.In(st, UNFINISHED))):
         ctx.set_at(f"sa_m{side}_st", m, M.FAILED)
-        ctx.set_at(f"sa_m{side}_gen", m, ctx.at(f"sa_m{side}_gen", m) + 1)
+        ctx.set_at(f"sa_m{side}_gen", m, ctx.inc(ctx.at(f"sa_m{side}_gen", m)))
 
 
 def observe(ctx: Ctx, k: Val, new: Val) -> None:
     """The sled-agent sees VMM k enter `new`: gen + 1, migrations failed on death, push."""
     ops = ctx.ops
     ctx.set_at("sa_state", k, new)
-    ctx.set_at("sa_gen", k, ctx.at("sa_gen", k) + 1)
+    ctx.set_at("sa_gen", k, ctx.inc(ctx.at("sa_gen", k)))
     with ctx.when(ops.In(new, (V.DESTROYED, V.FAILED))):
         fail_side(ctx, ctx.at("sa_min", k, NONE), "tgt")
         fail_side(ctx, ctx.at("sa_mout", k, NONE), "src")
@@ -72,7 +72,7 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
     new = ctx.at("sa_state", k) == V.ABSENT
     with ctx.when(new):
         ctx.set_at("sa_state", k, ops.If(m_in != NONE, int(V.MIGRATING), int(V.STARTING)))
-        ctx.set_at("sa_gen", k, ctx.at("v_gen", k) + 1)
+        ctx.set_at("sa_gen", k, ctx.inc(ctx.at("v_gen", k)))
         ctx.set_at("sa_min", k, m_in)
         with ctx.when(m_in != NONE):
             ctx.set_at("sa_mtgt_st", m_in, M.PENDING)
@@ -135,7 +135,7 @@ def sled_agent_actions(cfg: Config) -> list[Action]:
             k = ctx[f"m_tgt.{m}"]
             ctx.require(ctx.at("sa_state", k) == V.MIGRATING, "target VMM alive")
             ctx.set(f"sa_mtgt_st.{m}", M.COMPLETED)
-            ctx.set(f"sa_mtgt_gen.{m}", ctx[f"sa_mtgt_gen.{m}"] + 1)
+            ctx.set(f"sa_mtgt_gen.{m}", ctx.inc(ctx[f"sa_mtgt_gen.{m}"]))
             observe(ctx, k, V.RUNNING)
             del ops
 
@@ -145,7 +145,7 @@ def sled_agent_actions(cfg: Config) -> list[Action]:
             ctx.require(ctx.ops.In(ctx.at("sa_state", ctx[f"m_src.{m}"]), LIVE),
                         "source VMM alive")
             ctx.set(f"sa_msrc_st.{m}", M.COMPLETED)
-            ctx.set(f"sa_msrc_gen.{m}", ctx[f"sa_msrc_gen.{m}"] + 1)
+            ctx.set(f"sa_msrc_gen.{m}", ctx.inc(ctx[f"sa_msrc_gen.{m}"]))
             buffer_report(ctx, ctx[f"m_src.{m}"])
 
         def fail(ctx: Ctx, m: int = m) -> None:

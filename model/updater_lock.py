@@ -30,7 +30,7 @@ def instance_updater_lock(ctx: Ctx, lock_id: Val) -> tuple[Val, Val, Val]:
     mine = ctx["i_updater"] == lock_id
     with ctx.when(ops.And(alive, free)):
         ctx.set("i_updater", lock_id)
-        ctx.set("i_ugen", ctx["i_ugen"] + 1)
+        ctx.set("i_ugen", ctx.inc(ctx["i_ugen"]))
     locked = ops.And(alive, ops.Or(free, mine))
     return alive, locked, ctx["i_ugen"]
 
@@ -44,10 +44,11 @@ def instance_updater_inherit_lock(ctx: Ctx, parent_id: Val, parent_gen: Val,
     # SPEC §5: not updated, but the row already names the child: success (idempotent), also
     # when the instance was deleted meanwhile (the check reads the row by id)
     already = ops.And(ops.Not(swap), ctx["i_updater"] == child_id)
+    new_gen = ctx.inc(parent_gen)
     with ctx.when(swap):
         ctx.set("i_updater", child_id)
-        ctx.set("i_ugen", parent_gen + 1)
-    return ops.Or(swap, already), parent_gen + 1
+        ctx.set("i_ugen", new_gen)
+    return ops.Or(swap, already), new_gen
 
 
 def instance_updater_unlock(ctx: Ctx, cfg: Config, lock_id: Val, lock_gen: Val) -> Val:
@@ -63,13 +64,13 @@ def instance_updater_unlock(ctx: Ctx, cfg: Config, lock_id: Val, lock_gen: Val) 
         held = ops.And(alive, ctx["i_updater"] != 0)
         with ctx.when(held):
             ctx.set("i_updater", 0)
-            ctx.set("i_ugen", ctx["i_ugen"] + 1)
+            ctx.set("i_ugen", ctx.inc(ctx["i_ugen"]))
         return True
     hit = ops.And(alive, ctx["i_updater"] == lock_id, ctx["i_ugen"] == lock_gen)
     odd = ops.And(alive, ctx["i_updater"] == lock_id, ctx["i_ugen"] != lock_gen)
     with ctx.when(hit):
         ctx.set("i_updater", 0)
-        ctx.set("i_ugen", lock_gen + 1)
+        ctx.set("i_ugen", ctx.inc(lock_gen))
     return ops.Not(odd)
 
 
@@ -104,5 +105,5 @@ def instance_commit_update(ctx: Ctx, cfg: Config, lock_id: Val, lock_gen: Val,
         for f in RUNTIME:
             ctx.set(f, new[f])
         ctx.set("i_updater", 0)
-        ctx.set("i_ugen", lock_gen + 1)
+        ctx.set("i_ugen", ctx.inc(lock_gen))
     return ops.Or(hit, replay)

@@ -35,7 +35,7 @@ def updates_required(ctx: Ctx, cfg: Config) -> Updates:
     ops = ctx.ops
     terminal = update_terminal_states(cfg.revision)
     act, tgt, mig = ctx["i_active"], ctx["i_target"], ctx["i_mig"]
-    new = {"i_state": ctx["i_state"], "i_gen": ctx["i_gen"] + 1, "i_active": act,
+    new = {"i_state": ctx["i_state"], "i_gen": ctx.inc(ctx["i_gen"]), "i_active": act,
            "i_target": tgt, "i_mig": mig}
     required: Val = False
     netop: Val = NET_NONE

@@ -39,7 +39,7 @@ def unwind_vmm_record(ctx: Ctx, cfg: Config, k: Val) -> None:
     if cfg.rfd486:
         with ctx.when(alive):
             ctx.set_at("v_state", k, VmmState.SAGA_UNWOUND)
-            ctx.set_at("v_gen", k, ctx.at("v_gen", k) + 1)
+            ctx.set_at("v_gen", k, ctx.inc(ctx.at("v_gen", k)))
         return
     with ctx.when(ops.And(alive, ops.ult(ctx.at("v_gen", k), 2))):
         ctx.set_at("v_state", k, VmmState.SAGA_UNWOUND)
