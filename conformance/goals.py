@@ -47,7 +47,7 @@ from pathlib import Path
 
 import z3
 
-from model.actions import Model
+from model.actions import Model, model_for
 from model.bmc import AgreementError, encoding_for
 from model.expr import CONCRETE, Z3, Ctx, Val, lift
 from model.findings import findings_for
@@ -289,6 +289,16 @@ def limit_check(solver: z3.Solver, timeout_ms: int, rlimit: int | None) -> None:
         solver.set("timeout", SAFETY_TIMEOUT_MS)
     else:
         solver.set("timeout", max(1, timeout_ms))
+
+
+def support_for(cfg: Config) -> Callable[[dict[str, z3.ExprRef]], list[z3.BoolRef]] | None:
+    """The stored lemmas of this configuration, re-proven now, as support for the model's
+    induction (`model.induction.houdini`); None when none are stored or none survive."""
+    model = model_for(cfg)
+    proof = stored_proof(model, encoding_for(cfg))
+    if not proof.lemmas:
+        return None
+    return lambda state: [_term(model, lem, state) for lem in proof.lemmas]
 
 
 def houdini(model: Model, enc: Encoding, cands: list[Lemma], timeout_ms: int = 120_000,

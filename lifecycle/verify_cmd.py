@@ -115,11 +115,13 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                     files[inv] = write_trace(v.trace, inv, v.depth, trace_dir)
             proved = None
             if unbounded:
+                from conformance.goals import support_for
                 from model.induction import houdini
 
                 progress.update(tasks[cfg.revision],
                                 description=f"{cfg.revision}: induction (unbounded)")
-                ind = houdini(cfg, job_ids)
+                # the conformance suite's stored lemmas, re-proven, strengthen the induction
+                ind = houdini(cfg, job_ids, support=support_for(cfg))
                 proved = [i for i in ind.proved if report.verdicts[i].status == "holds"]
             # only findings this check can meet explain a violation (a violation of F2's
             # invariant from the default seeds within the default depth is not F2)

@@ -14,6 +14,7 @@ a state that satisfies the inductive set.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
@@ -33,7 +34,14 @@ class InductionResult:
 
 
 def houdini(cfg: Config, invariant_ids: list[str] | None = None,
-            timeout_ms: int = 120_000) -> InductionResult:
+            timeout_ms: int = 120_000,
+            support: Callable[[dict[str, z3.ExprRef]], list[z3.BoolRef]] | None = None
+            ) -> InductionResult:
+    """The invariants among `invariant_ids` (default: all but this revision's findings)
+    proven for every depth. `support(state)` gives facts already proven inductive on their
+    own (the conformance suite's stored lemmas, `conformance.goals.support_for`); they are
+    assumed in every pre-state, which is sound because they hold in every reachable state
+    whatever the candidates are, and lets candidates that need them be proven too."""
     t0 = time.perf_counter()
     ck = Checker(cfg)
     model, enc = ck.model, ck.enc
@@ -49,6 +57,8 @@ def houdini(cfg: Config, invariant_ids: list[str] | None = None,
     post = enc.state_vars(1)
     act = enc.act_var(0)
     step = enc.step(pre, act, post)
+    if support is not None:
+        step = z3.And(step, *support(pre))
 
     def at(i: str, s: dict, t: dict) -> z3.BoolRef:
         return ck.at_step(INVARIANTS[i], s, act, t)

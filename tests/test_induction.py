@@ -24,3 +24,22 @@ def test_a_mutant_breaks_an_inductive_proof() -> None:
     r = houdini(Config(revision="rfd486", mutants=("release-not-idempotent",)))
     assert "counter_matches_rows" not in r.proved
     assert "never_released_when_not_charged" not in r.proved
+
+
+# With the conformance suite's stored lemmas (proven inductive on their own) assumed in every
+# pre-state, three more invariants are proven for every depth.
+PROVED_WITH_SUPPORT = ["state_vmm_iff_active", "saga_unwound_never_visible",
+                       "stopped_means_startable", *PROVED]
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_stored_lemmas_strengthen_the_induction(revision: str) -> None:
+    from conformance.goals import support_for
+    from model.invariants import INVARIANTS
+
+    cfg = Config(revision=revision)
+    r = houdini(cfg, support=support_for(cfg))
+    assert sorted(r.proved) == sorted(PROVED_WITH_SUPPORT)
+    assert set(r.proved).isdisjoint(r.not_inductive)
+    order = list(INVARIANTS)
+    assert r.proved == sorted(r.proved, key=order.index)
