@@ -56,3 +56,21 @@ def test_no_vmm_instance_names_no_active_vmm_is_proven(revision: str) -> None:
     names = {lem.name for lem in proof.lemmas}
     assert "i_state=1 => i_active in [7]" in names
     assert "i_state=0 => v_alloc.0 in [False]" in names
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_stored_lemmas_hold_on_reachable_states(revision: str) -> None:
+    """A soundness check of the proof machinery: every stored lemma (proven inductive) is
+    true on every state of every seed's path, deep seeds included (51 steps at most)."""
+    from conformance.goals import _holds, seed_paths
+    from model.seeds import ALL_SEEDS
+
+    model = model_for(Config(revision=revision))
+    proof = stored_proof(model, encoding_for(model.cfg))
+    assert proof.lemmas
+    paths = seed_paths(model, list(ALL_SEEDS))
+    assert {p.name for p in paths} >= {"running", "migrating", "remigrating"}
+    for p in paths:
+        for n, s in enumerate(p.states):
+            bad = [lem.name for lem in proof.lemmas if not _holds(model, lem, s)]
+            assert not bad, (p.name, n, bad)
