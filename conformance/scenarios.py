@@ -75,6 +75,20 @@ SECOND_MIGRATION: list[str] = [
     "sled-agent.migration_target_completes(migration=1)",
 ]
 
+# A start saga unwinds after a migration moved the instance's generation: the VMM booted
+# before ENSURE_RUNNING answered (docs/findings.md, "Observed"). rfd486 ends at
+# MIGRATING/SAGA_UNWOUND, a pair Z3 leaves undecided; the baseline at MIGRATING/RUNNING with
+# the reservation released (active_vms_have_resources, last step).
+START_UNWINDS_UNDER_MIGRATION = [
+    "instance-create.MOVE_TO_STOPPED(outcome=ok)", "user.instance_start(saga=0, vmm=0)"] + [
+    f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES[:6]] + [
+    "sled-agent.vmm_transition(vmm=0, to=RUNNING)",
+    "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
+    "user.instance_migrate(saga=0)"] + [
+    f"instance-migrate.{n}(saga=0, outcome=ok)" for n in MIGRATE_NODES[:4]] + [
+    "instance-start.ENSURE_RUNNING(saga=0, outcome=fail)"] + [
+    f"instance-start.{n}.undo(saga=0, outcome=undo)" for n in reversed(START_NODES[:6])]
+
 # Directed traces the generator always includes (they reach what random walks rarely do).
 DIRECTED: dict[str, list[str]] = {
     "stale-report": STALE_REPORT,
@@ -82,4 +96,5 @@ DIRECTED: dict[str, list[str]] = {
     "vmm-destroyed-update": VMM_DESTROYED_UPDATE,
     "second-child": SECOND_CHILD,
     "second-migration": SECOND_MIGRATION,
+    "start-unwinds-under-migration": START_UNWINDS_UNDER_MIGRATION,
 }

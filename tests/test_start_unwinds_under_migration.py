@@ -15,27 +15,14 @@ MIGRATING/SAGA_UNWOUND with every invariant holding.
 from __future__ import annotations
 
 from conformance.coverage import pair_of
+from conformance.scenarios import START_UNWINDS_UNDER_MIGRATION
 from model.actions import model_for
 from model.bmc import eval_concrete
 from model.invariants import INVARIANTS
 from model.state import Config
 from model.step import apply
 
-START = ["instance-create.MOVE_TO_STOPPED(outcome=ok)", "user.instance_start(saga=0, vmm=0)"] + [
-    f"instance-start.{n}(saga=0, outcome=ok)"
-    for n in ("ALLOC_SERVER", "CREATE_VMM_RECORD", "MARK_AS_STARTING", "DPD_ENSURE",
-              "ENSURE_REGISTERED", "ADD_VIRTUAL_RESOURCES")]
-PATH = START + [
-    "sled-agent.vmm_transition(vmm=0, to=RUNNING)",
-    "sled-agent.deliver_report(vmm=0, keep=0, update=none)",
-    "user.instance_migrate(saga=0)"] + [
-    f"instance-migrate.{n}(saga=0, outcome=ok)"
-    for n in ("RESERVE_RESOURCES", "CREATE_VMM_RECORD", "CREATE_MIGRATION_RECORD",
-              "SET_MIGRATION_IDS")] + [
-    "instance-start.ENSURE_RUNNING(saga=0, outcome=fail)"] + [
-    f"instance-start.{n}.undo(saga=0, outcome=undo)"
-    for n in ("ADD_VIRTUAL_RESOURCES", "ENSURE_REGISTERED", "DPD_ENSURE", "MARK_AS_STARTING",
-              "CREATE_VMM_RECORD", "ALLOC_SERVER")]
+PATH = START_UNWINDS_UNDER_MIGRATION  # also a directed trace of every generated suite
 
 
 def _run(revision: str) -> list[tuple[str, list[str]]]:
