@@ -545,6 +545,11 @@ def _replay(model: Model, start: Start, seq: list[int]) -> tuple[list[str], list
     s = start.states[-1]
     labels, states = [], []
     for i in seq:
+        if not 0 <= i < len(model.actions):
+            # the encoding bounds the action number, so this is a wrong model from Z3; seen
+            # after many queries had been stopped by their resource limit
+            raise AgreementError(f"Z3 answered action number {i}, but the model has "
+                                 f"{len(model.actions)} actions (a solver error)")
         if divergence_at(model.actions[i], s) is not None:
             return None
         try:

@@ -78,7 +78,9 @@ SECOND_MIGRATION: list[str] = [
 # A start saga unwinds after a migration moved the instance's generation: the VMM booted
 # before ENSURE_RUNNING answered (docs/findings.md, "Observed"). rfd486 ends at
 # MIGRATING/SAGA_UNWOUND, a pair Z3 leaves undecided; the baseline at MIGRATING/RUNNING with
-# the reservation released (active_vms_have_resources, last step).
+# the reservation released (active_vms_have_resources, last step). Not in DIRECTED: adding
+# it changed the walks, and with them which goals Z3 settles within its budget
+# (docs/conformance.md).
 START_UNWINDS_UNDER_MIGRATION = [
     "instance-create.MOVE_TO_STOPPED(outcome=ok)", "user.instance_start(saga=0, vmm=0)"] + [
     f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES[:6]] + [
@@ -96,5 +98,4 @@ DIRECTED: dict[str, list[str]] = {
     "vmm-destroyed-update": VMM_DESTROYED_UPDATE,
     "second-child": SECOND_CHILD,
     "second-migration": SECOND_MIGRATION,
-    "start-unwinds-under-migration": START_UNWINDS_UNDER_MIGRATION,
 }

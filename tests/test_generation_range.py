@@ -74,3 +74,17 @@ def test_stored_lemmas_hold_on_reachable_states(revision: str) -> None:
         for n, s in enumerate(p.states):
             bad = [lem.name for lem in proof.lemmas if not _holds(model, lem, s)]
             assert not bad, (p.name, n, bad)
+
+
+def test_an_action_number_outside_the_model_is_a_solver_error_not_a_crash() -> None:
+    """Z3 once answered action number 656 of 251 (after many queries stopped by their
+    resource limit), and generation died with an IndexError; such a model is now a
+    disagreement: reported, blocked, never a path."""
+    from conformance.goals import _replay, seed_paths
+    from model.bmc import AgreementError
+
+    model = model_for(Config(revision="rfd486"))
+    start = seed_paths(model)[0]
+    with pytest.raises(AgreementError, match="656"):
+        _replay(model, start, [656])
+    assert _replay(model, start, [model.action_index("instance-create.MOVE_TO_STOPPED(outcome=ok)")])

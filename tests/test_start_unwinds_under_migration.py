@@ -22,7 +22,7 @@ from model.invariants import INVARIANTS
 from model.state import Config
 from model.step import apply
 
-PATH = START_UNWINDS_UNDER_MIGRATION  # also a directed trace of every generated suite
+PATH = START_UNWINDS_UNDER_MIGRATION
 
 
 def _run(revision: str) -> list[tuple[str, list[str]]]:
