@@ -38,6 +38,7 @@ from model.vocab import MUTANTS
 from .coverage import TeethGoals, all_action_goals, all_pair_goals, goals_of_step, pair_of
 from .divergences import divergence_at
 from .goals import (
+    SearchResult,
     Start,
     bmc_search,
     node_goals,
@@ -286,9 +287,21 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
     def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
         return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
 
-    res = bmc_search(model, enc, todo, seed_paths(model), covers, max_depth=opt.depth,
-                     goal_seconds=opt.goal_seconds, deadline=deadline, lemmas=proof.lemmas,
-                     goal_rlimit=opt.goal_rlimit)
+    def search(goals: list[str], starts: list[Start], depth: int) -> SearchResult:
+        return bmc_search(model, enc, goals, starts, covers, max_depth=depth,
+                          goal_seconds=opt.goal_seconds, deadline=deadline,
+                          lemmas=proof.lemmas, goal_rlimit=opt.goal_rlimit)
+
+    def search_rest(starts: list[Start], depth: int, where: str) -> None:
+        """Search the goals still undecided from other starts; merge what is found."""
+        more = search(list(res.undecided), starts, depth)
+        res.found += more.found
+        res.blocked += more.blocked
+        res.disagreements += more.disagreements
+        res.undecided = {g: f"{why}; from {where}: {more.undecided[g]}"
+                         for g, why in res.undecided.items() if g in more.undecided}
+
+    res = search(todo, seed_paths(model), opt.depth)
     if opt.walk_depth and res.undecided:
         # goals too deep for the seeds: the shortest continuation of any state on a stored
         # walk (minimal given that walk's prefix)
@@ -297,26 +310,11 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
             for n in range(len(w.labels) + 1):
                 starts.setdefault(tuple(w.states[n].values()),
                                   Start(f"walk-{n}", w.labels[:n], w.states[:n + 1]))
-        more = bmc_search(model, enc, list(res.undecided), list(starts.values()), covers,
-                          max_depth=opt.walk_depth, goal_seconds=opt.goal_seconds,
-                          deadline=deadline, lemmas=proof.lemmas,
-                          goal_rlimit=opt.goal_rlimit)
-        res.found += more.found
-        res.blocked += more.blocked
-        res.disagreements += more.disagreements
-        res.undecided = {g: f"{why}; from walk states: {more.undecided[g]}"
-                         for g, why in res.undecided.items() if g in more.undecided}
+        search_rest(list(starts.values()), opt.walk_depth, "walk states")
     if res.undecided:
         # goals deeper still: from the seeds kept for this (`DEEP_SEEDS`), whose prefixes
         # are long; only for what is left, so they do not lengthen the other traces
-        more = bmc_search(model, enc, list(res.undecided), seed_paths(model, DEEP_SEEDS),
-                          covers, max_depth=opt.depth, goal_seconds=opt.goal_seconds,
-                          deadline=deadline, lemmas=proof.lemmas, goal_rlimit=opt.goal_rlimit)
-        res.found += more.found
-        res.blocked += more.blocked
-        res.disagreements += more.disagreements
-        res.undecided = {g: f"{why}; from the deep seeds: {more.undecided[g]}"
-                         for g, why in res.undecided.items() if g in more.undecided}
+        search_rest(seed_paths(model, DEEP_SEEDS), opt.depth, "the deep seeds")
     for f in res.found:
         labels = [*f.start.labels, *f.labels]
         states = [*f.start.states, *f.states]
