@@ -91,6 +91,13 @@ START_UNWINDS_UNDER_MIGRATION = [
     "instance-start.ENSURE_RUNNING(saga=0, outcome=fail)"] + [
     f"instance-start.{n}.undo(saga=0, outcome=undo)" for n in reversed(START_NODES[:6])]
 
+# Hand-written paths from whose states generation searches last, only for the goals every
+# other search left undecided (so they change no walk and no earlier budget). A trace found
+# this way is shortest given its hand-written prefix, not overall.
+LAST_RESORT: dict[str, list[str]] = {
+    "start-unwinds-under-migration": START_UNWINDS_UNDER_MIGRATION,
+}
+
 # Directed traces the generator always includes (they reach what random walks rarely do).
 DIRECTED: dict[str, list[str]] = {
     "stale-report": STALE_REPORT,

@@ -545,7 +545,7 @@ def _i27(s: Ctx, cfg: Config, model: Model) -> Val:
                 for c in range(cfg.update_children)]
     reading = ops.Or(*[reads(p) for p in range(cfg.update_parents)], *chaining)
     return ops.Not(ops.And(reading, ops.Not(instance_deleted(s)),
-                           updates_required(s, cfg).panic))
+                           updates_required(s, cfg, observe=True).panic))
 
 
 # ------------------------------------------------------------- Oxide's PlusCal update spec
@@ -582,7 +582,7 @@ def _p3(s: Ctx, cfg: Config, model: Model) -> Val:
     # An update saga releases the charge just before its commit unlinks the VMM; if the
     # commit then fails, the saga unwinds without restoring it (SPEC §4.6 "On Unwinding") and
     # a later saga redoes the work. Either way the database already says the VMM goes.
-    u = updates_required(s, cfg)
+    u = updates_required(s, cfg, observe=True)
     dropping = ops.And(u.required, u.deprovision)
     return ops.Implies(ops.And(alive, ops.Not(start_saga_owes_charge(s, cfg, a))),
                        ops.And(ops.Or(s["prov_row"], dropping), s.at("v_res", a, False)))

@@ -31,11 +31,17 @@ def row_present(ctx: Ctx, base_state: str, base_del: str, k: Val, absent: int) -
                        ctx.ops.Not(ctx.at(base_del, k, True)))
 
 
-def updates_required(ctx: Ctx, cfg: Config) -> Updates:
+def updates_required(ctx: Ctx, cfg: Config, observe: bool = False) -> Updates:
+    """What an update saga that read this snapshot must do. An invariant that only looks at
+    the answer passes `observe=True`: the new generation is then not guarded (`Ctx.inc`
+    would disable an action at the top of the range, and an invariant is no action), so the
+    concrete evaluation is total on every state, as the Z3 term is; no invariant reads
+    `new["i_gen"]`."""
     ops = ctx.ops
     terminal = update_terminal_states(cfg.revision)
     act, tgt, mig = ctx["i_active"], ctx["i_target"], ctx["i_mig"]
-    new = {"i_state": ctx["i_state"], "i_gen": ctx.inc(ctx["i_gen"]), "i_active": act,
+    gen = ctx["i_gen"] + 1 if observe else ctx.inc(ctx["i_gen"])
+    new = {"i_state": ctx["i_state"], "i_gen": gen, "i_active": act,
            "i_target": tgt, "i_mig": mig}
     required: Val = False
     netop: Val = NET_NONE

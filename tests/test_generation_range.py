@@ -88,3 +88,32 @@ def test_an_action_number_outside_the_model_is_a_solver_error_not_a_crash() -> N
     with pytest.raises(AgreementError, match="656"):
         _replay(model, start, [656])
     assert _replay(model, start, [model.action_index("instance-create.MOVE_TO_STOPPED(outcome=ok)")])
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_state_invariants_evaluate_at_the_top_of_the_range(revision: str) -> None:
+    """An invariant is no action: at a generation of 63 (no reachable state has one, but a
+    Houdini counterexample to induction may) it still has a value, and the concrete value is
+    Z3's. `traces lemmas` once crashed here: `update_saga_never_panics` asks what an update
+    saga would do, and the guarded increment raised `Disabled`."""
+    from model.bmc import eval_concrete
+    from model.expr import Z3, Ctx, lift
+    from model.invariants import INVARIANTS
+
+    model = model_for(Config(revision=revision))
+    enc = encoding_for(model.cfg)
+    (running,) = seed_states(model, ["migrating"])
+    state = {**running.state, "i_gen": GEN_MAX}
+    vars_ = enc.state_vars(0)
+    checked = 0
+    for inv in INVARIANTS.values():
+        if inv.kind == "step":
+            continue
+        concrete = eval_concrete(inv, model, None, None, state)
+        term = lift(inv.fn(Ctx(Z3, vars_, model.layout.sizes), model.cfg, model))
+        s = z3.SolverFor("QF_BV")
+        s.add(enc.equals(vars_, state))
+        s.add(term if not concrete else z3.Not(term))
+        assert s.check() == z3.unsat, inv.id
+        checked += 1
+    assert checked >= 20
