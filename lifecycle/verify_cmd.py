@@ -108,6 +108,8 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
             progress.update(tasks[cfg.revision], completed=done)
 
         reports = verify_many(jobs, depth, cb, seeds, stop_on_violation=stop_on_violation)
+        if mutants and stop_on_violation and seeds is None:
+            reports = _opt_in_fallback(jobs, reports, depth, progress)
         for (cfg, job_ids), report in zip(jobs, reports, strict=True):
             files: dict[str, Path] = {}
             for inv, v in report.verdicts.items():
@@ -128,6 +130,46 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
             scope = findings_for(cfg.revision, seeds, depth, DEFAULT_DEPTH)
             results[cfg.revision] = RevisionResult(report, scope, files, proved)
     return results
+
+
+def _opt_in_fallback(jobs: list[tuple[Config, list[str] | None]], reports: list[Report],
+                     depth: int, progress: Progress) -> list[Report]:
+    """A defect hunt (`--mutant ... --first`, default seeds) that caught nothing within the
+    depth goes on from the opt-in seeds (`model/seeds.py`), which the default run leaves out
+    for their cost. The shortest counterexample from them is then the shortest from any
+    seed within the depth, since the default seeds have none. Invariants of a finding that
+    the opt-in seeds can meet are not judged there (a finding cannot tell whether the defect
+    is caught); their verdict becomes `unknown`, as they were checked from the default seeds
+    only. docs/decisions.md, "Defect hunts go on from the opt-in seeds"."""
+    from model.bmc import verify_many
+    from model.seeds import OPT_IN_SEEDS
+
+    opt = list(OPT_IN_SEEDS)
+    out = list(reports)
+    for j, ((cfg, ids), rep) in enumerate(zip(jobs, reports, strict=True)):
+        if any(v.status == "violated" for v in rep.verdicts.values()):
+            continue
+        judged = [i for i in (ids or list(rep.verdicts))
+                  if i not in findings_for(cfg.revision, opt, depth, DEFAULT_DEPTH)]
+        task = progress.add_task(f"{cfg.revision}: nothing caught from the default seeds; "
+                                 f"opt-in seeds, depth {depth}", total=len(opt))
+
+        def cb(_cfg: Config, done: int, task: Any = task) -> None:
+            progress.update(task, completed=done)
+
+        (more,) = verify_many([(cfg, judged)], depth, cb, opt, stop_on_violation=True)
+        merged = Report(cfg, depth, [*rep.seeds, *more.seeds], state_vars=rep.state_vars,
+                        actions=rep.actions, seconds=rep.seconds + more.seconds)
+        for inv, a in rep.verdicts.items():
+            b = more.verdicts.get(inv)
+            if b is not None and (b.status == "violated" or a.status == b.status == "holds"):
+                merged.verdicts[inv] = b
+            else:
+                d = a.depth if b is None else min(a.depth, b.depth)
+                merged.verdicts[inv] = Verdict(inv, "unknown", d,
+                                               max(a.seconds, b.seconds if b else 0.0))
+        out[j] = merged
+    return out
 
 
 STYLE = {"holds": "green", "violated": "bold red", "finding": "yellow", "unknown": "dim"}
