@@ -124,12 +124,32 @@ def encoding_for(cfg: Config) -> Encoding:
     return Encoding(model_for(cfg))
 
 
+@lru_cache(maxsize=8)
+def lemma_support(cfg: Config) -> Callable[[dict[str, Any]], list[z3.BoolRef]] | None:
+    """The conformance suite's stored lemmas of this configuration, re-proven inductive now
+    (`conformance.goals.support_for`, under half a second), as terms over a state's
+    variables; None when there are none (no file, e.g. for any configuration with a defect
+    switched on, or none survives the proof).
+
+    They hold in the fresh instance and are preserved by every transition, so they hold in
+    every reachable state, and every state of a path from a seed is reachable. Asserting
+    them on each state of the unrolled path therefore removes no path the checker must see:
+    verdicts and counterexample lengths are the same, and the solver has facts it would
+    otherwise have to rediscover (docs/decisions.md, "Proven lemmas prune the bounded
+    check")."""
+    from conformance.goals import support_for  # the lemmas are stored with the suite
+
+    return support_for(cfg)
+
+
 class Checker:
     """Holds the encoding of one configuration and answers bounded queries."""
 
-    def __init__(self, cfg: Config, seeds: list[str] | None = None, por: bool = False) -> None:
+    def __init__(self, cfg: Config, seeds: list[str] | None = None, por: bool = False,
+                 lemmas: bool = False) -> None:
         self.cfg = cfg
         self.por = por
+        self.support = lemma_support(cfg) if lemmas else None
         self.model = model_for(cfg)
         self.enc = encoding_for(cfg)
         self.seeds = seed_states(self.model, seeds)
@@ -216,6 +236,8 @@ class Checker:
             acts.append(enc.act_var(t - 1))
             ren = enc.renaming(states[t - 1], acts[t - 1], states[t])
             solver.add(enc.step(states[t - 1], acts[t - 1], states[t], ren))
+            if self.support is not None:
+                solver.add(*self.support(states[t]))
             if self.por and t >= 3:
                 # the last step stays free, so step properties see every transition out of
                 # every state reachable in t - 1 steps
@@ -308,8 +330,8 @@ def _init_worker(shared: Any, per_inv: Any = None) -> None:
 _INV_INDEX = {i: n for n, i in enumerate(INVARIANTS)}
 
 
-def _run_one(args: tuple[int, Config, str, int, list[str] | None, bool]) -> Report:
-    job, cfg, seed, depth, ids, stop = args
+def _run_one(args: tuple[int, Config, str, int, list[str] | None, bool, bool]) -> Report:
+    job, cfg, seed, depth, ids, stop, lemmas = args
     shared, per_inv = _SHARED_BEST, _SHARED_INV
 
     def best() -> int:
@@ -331,7 +353,8 @@ def _run_one(args: tuple[int, Config, str, int, list[str] | None, bool]) -> Repo
             with per_inv.get_lock():
                 per_inv[slot(inv)] = min(int(per_inv[slot(inv)]), t)
 
-    return Checker(cfg, [seed]).run(ids, depth, None, stop, best, found, shortest, found_inv)
+    return Checker(cfg, [seed], lemmas=lemmas).run(ids, depth, None, stop, best, found,
+                                                   shortest, found_inv)
 
 
 @dataclass
@@ -694,7 +717,7 @@ COST_ORDER = ["migrating", "starting", "running", "migration-unwound", "stopping
 def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
                 progress: Callable[[Config, int], None] | None = None,
                 seeds: list[str] | None = None, stop_on_violation: bool = False,
-                workers: int | None = None) -> list[Report]:
+                workers: int | None = None, lemmas: bool = True) -> list[Report]:
     """Check several configurations; every (configuration, seed) pair is one Z3 query.
 
     Seeds are independent starting points, so the shortest counterexample overall is the
@@ -706,6 +729,9 @@ def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
     every seed's depth t is checked before any seed's depth t + 1 is needed, so the run ends
     once the shortest counterexample is certain rather than after the costliest seeds have
     been taken deeper.
+
+    With `lemmas` (default) the per-seed checks assert the stored, re-proven lemmas on every
+    state of the path (`lemma_support`); the depth-major search does not.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -716,7 +742,7 @@ def verify_many(jobs: list[tuple[Config, list[str] | None]], depth: int,
     n = workers or min(2, os.cpu_count() or 1)
     if stop_on_violation:
         return _first_counterexample(full, depth, names, progress, n)
-    tasks = [(j, (j, cfg, name, depth, ids, stop_on_violation))
+    tasks = [(j, (j, cfg, name, depth, ids, stop_on_violation, lemmas))
              for name in order for j, (cfg, ids) in enumerate(full)]
     parts: dict[tuple[int, str], Report] = {}
     shared = multiprocessing.Array("i", [depth] * len(full))
