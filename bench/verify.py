@@ -9,6 +9,7 @@ are measured side by side.
     .venv/bin/python bench/verify.py --depths 10,20,30 --timeout 900
     .venv/bin/python bench/verify.py --per-invariant --invariant-depth 6
     .venv/bin/python bench/verify.py --scaling                # depths 10,20,30, per invariant
+    .venv/bin/python bench/verify.py --lemmas --repeat 3      # default run, lemmas on / off
 
 `--scaling` prints one table: for both revisions and each of `--scaling-depths`, the time of
 each invariant checked alone and of all invariants together, with the number of state
@@ -94,6 +95,38 @@ def scaling(console: Console, depths: list[int], timeout: float, nvars: int) -> 
     console.print(t)
 
 
+def lemmas_ab(console: Console, depth: int, repeat: int, timeout: float) -> None:
+    """The default run (both revisions) with and without the stored lemmas on the path
+    states, alternating in fresh processes, so the two columns share the machine's state;
+    the verdicts must agree."""
+    t = Table(title=f"lifecycle verify, both revisions, depth {depth}: with and without the "
+                    f"stored lemmas (alternating, {repeat} runs each)")
+    t.add_column("run")
+    t.add_column("with lemmas", justify="right")
+    t.add_column("--no-lemmas", justify="right")
+    on: list[float] = []
+    off: list[float] = []
+    for n in range(repeat):
+        row = [str(n + 1)]
+        verdicts = []
+        for extra, times in (([], on), (["--no-lemmas"], off)):
+            dt, doc = run(["-d", str(depth), *extra], timeout)
+            row.append(fmt(dt, timeout))
+            if dt is not None:
+                times.append(dt)
+            verdicts.append(None if doc is None else {
+                rev: {i: (v["status"], v["depth"]) for i, v in r["verdicts"].items()}
+                for rev, r in doc["revisions"].items()})
+        if verdicts[0] != verdicts[1]:
+            raise SystemExit(f"run {n + 1}: the verdicts differ with and without the lemmas")
+        t.add_row(*row)
+    if on and off:
+        a, b = statistics.median(on), statistics.median(off)
+        t.add_row("median", fmt(a), fmt(b))
+        t.add_row("ratio", f"{a / b:.2f}", "1.00")
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", default="4,6,8")
@@ -105,6 +138,9 @@ def main() -> None:
     ap.add_argument("--scaling", action="store_true",
                     help="only the per-invariant/total table at --scaling-depths")
     ap.add_argument("--scaling-depths", default="10,20,30")
+    ap.add_argument("--lemmas", action="store_true",
+                    help="only the with/without stored lemmas table (default depth 8, "
+                         "--repeat runs each)")
     ap.add_argument("--cell-timeout", type=float, default=120.0,
                     help="seconds per cell of the --scaling table")
     a = ap.parse_args()
@@ -116,6 +152,9 @@ def main() -> None:
     from model.vocab import MUTANTS
 
     nvars = len(model_for(Config()).layout.vars)
+    if a.lemmas:
+        lemmas_ab(console, 8, max(a.repeat, 1), a.timeout)
+        return
     if a.scaling:
         scaling(console, [int(d) for d in a.scaling_depths.split(",") if d], a.cell_timeout,
                 nvars)

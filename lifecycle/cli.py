@@ -55,6 +55,10 @@ def verify(
         None, "--seed", "-s",
         help="Start only from this seed state (repeatable); default: all. "
              "Fewer seeds let a deeper search finish sooner."),
+    no_lemmas: bool = typer.Option(
+        False, "--no-lemmas",
+        help="Do not assert the conformance suite's stored lemmas (re-proven every run) on "
+             "the path states; same verdicts, slower (docs/decisions.md)."),
 ) -> None:
     """Check every invariant by bounded model checking and print the verdicts.
 
@@ -76,7 +80,7 @@ def verify(
     except UsageError as e:
         raise _usage(e) from None
     raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console,
-                                 first, unbounded, seeds))
+                                 first, unbounded, seeds, lemmas=not no_lemmas))
 
 
 @app.command()

@@ -85,7 +85,8 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                invariants: list[str] | None, trace_dir: Path, console: Console,
                stop_on_violation: bool = False,
                unbounded: bool = False,
-               seeds: list[str] | None = None) -> dict[str, RevisionResult]:
+               seeds: list[str] | None = None,
+               lemmas: bool = True) -> dict[str, RevisionResult]:
     from model.bmc import verify_many
     from model.seeds import SEEDS
 
@@ -107,7 +108,8 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
         def cb(cfg: Config, done: int) -> None:
             progress.update(tasks[cfg.revision], completed=done)
 
-        reports = verify_many(jobs, depth, cb, seeds, stop_on_violation=stop_on_violation)
+        reports = verify_many(jobs, depth, cb, seeds, stop_on_violation=stop_on_violation,
+                              lemmas=lemmas)
         if mutants and stop_on_violation and seeds is None:
             reports = _opt_in_fallback(jobs, reports, depth, progress)
         for (cfg, job_ids), report in zip(jobs, reports, strict=True):
@@ -294,10 +296,11 @@ def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
 def verify_main(revisions: list[str], mutants: tuple[str, ...], depth: int,
                 invariants: list[str] | None, json_path: Path | None, junit_path: Path | None,
                 trace_dir: Path, console: Console, first: bool = False,
-                unbounded: bool = False, seeds: list[str] | None = None) -> int:
+                unbounded: bool = False, seeds: list[str] | None = None,
+                lemmas: bool = True) -> int:
     t0 = time.perf_counter()
     results = run_verify(revisions, mutants, depth, invariants, trace_dir, console, first,
-                         unbounded, seeds)
+                         unbounded, seeds, lemmas)
     total = time.perf_counter() - t0
     print_results(results, console, total)
     if json_path:

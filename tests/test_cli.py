@@ -114,3 +114,19 @@ def test_violation_of_an_out_of_scope_findings_invariant_counts(tmp_path: Path) 
     assert r.exit_code == 1, r.output
     assert "counterexample: no_dangling_vmm_refs" in r.output
     assert "F2" not in r.output
+
+
+def test_verify_without_lemmas_gives_the_same_verdicts(tmp_path: Path) -> None:
+    """`--no-lemmas` leaves the stored lemmas out of the bounded check; they hold in every
+    reachable state, so the verdicts and depths are the same (baseline findings included)."""
+    docs = []
+    for extra in ([], ["--no-lemmas"]):
+        js = tmp_path / f"r{len(docs)}.json"
+        r = runner.invoke(app, ["verify", "-r", "baseline", "-d", "3", "--seed", "migrating",
+                                "--seed", "stopping", "--json", str(js),
+                                "--trace-dir", str(tmp_path / "t"), *extra])
+        assert r.exit_code == 0, r.output
+        v = json.loads(js.read_text())["revisions"]["baseline"]["verdicts"]
+        docs.append({i: (x["status"], x["depth"]) for i, x in v.items()})
+    assert docs[0] == docs[1]
+    assert any(s == "finding" for s, _ in docs[0].values())
