@@ -316,12 +316,8 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
     if opt.walk_depth and res.undecided:
         # goals too deep for the seeds: the shortest continuation of any state on a stored
         # walk (minimal given that walk's prefix)
-        starts: dict[tuple[object, ...], Start] = {}
-        for w in suite.walks:
-            for n in range(len(w.labels) + 1):
-                starts.setdefault(tuple(w.states[n].values()),
-                                  Start(f"walk-{n}", w.labels[:n], w.states[:n + 1]))
-        search_rest(list(starts.values()), opt.walk_depth, "walk states")
+        search_rest(_prefix_starts([("walk", w) for w in suite.walks], 0), opt.walk_depth,
+                    "walk states")
     if res.undecided:
         # goals deeper still: from the seeds kept for this (`DEEP_SEEDS`), whose prefixes
         # are long; only for what is left, so they do not lengthen the other traces
@@ -330,17 +326,14 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
         # last, from every state of the hand-written paths of `LAST_RESORT` (each path
         # found is shortest given that prefix): some goals lie only beyond paths that the
         # searches above do not reach within their depth
-        starts = {}
-        for name, path in LAST_RESORT.items():
+        paths = []
+        for name, labels in LAST_RESORT.items():
             try:
-                w = walk_from_labels(model.cfg, path)
+                paths.append((name, walk_from_labels(model.cfg, labels)))
             except ValueError:
                 continue  # not a path of this revision
-            for n in range(1, len(path) + 1):
-                starts.setdefault(tuple(w.states[n].values()),
-                                  Start(f"{name}-{n}", path[:n], w.states[:n + 1]))
-        if starts:
-            search_rest(list(starts.values()), opt.depth, "the hand-written paths",
+        if paths:
+            search_rest(_prefix_starts(paths, 1), opt.depth, "the hand-written paths",
                         LAST_RESORT_BUDGET)
     for f in res.found:
         labels = [*f.start.labels, *f.labels]
@@ -378,6 +371,17 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
                 f"{len(suite.undecided)} undecided, {res.blocked} paths blocked")
         for d in res.disagreements:
             opt.log(f"Z3/concrete disagreement (path dropped): {d}")
+
+
+def _prefix_starts(paths: list[tuple[str, Walk]], first: int) -> list[Start]:
+    """Every state of the paths, from step `first` on, as a start for the Z3 search (with
+    the path's prefix up to it, named `<name>-<step>`), each distinct state once."""
+    starts: dict[tuple[object, ...], Start] = {}
+    for name, w in paths:
+        for n in range(first, len(w.labels) + 1):
+            starts.setdefault(tuple(w.states[n].values()),
+                              Start(f"{name}-{n}", w.labels[:n], w.states[:n + 1]))
+    return list(starts.values())
 
 
 def _extend(model: Model, w: Walk, i: int) -> Walk | None:

@@ -151,8 +151,8 @@ def _opt_in_fallback(jobs: list[tuple[Config, list[str] | None]], reports: list[
     for j, ((cfg, ids), rep) in enumerate(zip(jobs, reports, strict=True)):
         if any(v.status == "violated" for v in rep.verdicts.values()):
             continue
-        judged = [i for i in (ids or list(rep.verdicts))
-                  if i not in findings_for(cfg.revision, opt, depth, DEFAULT_DEPTH)]
+        scope = findings_for(cfg.revision, opt, depth, DEFAULT_DEPTH)
+        judged = [i for i in (ids or list(rep.verdicts)) if i not in scope]
         task = progress.add_task(f"{cfg.revision}: nothing caught from the default seeds; "
                                  f"opt-in seeds, depth {depth}", total=len(opt))
 
