@@ -4,7 +4,7 @@
 traces run, and the result says, per file and in total, how many statements and branches
 the suite reached. Two totals are reported: all of `impl/`, and the protocol code alone,
 which leaves out the modules a plain trace replay cannot reach by design (`NOT_PROTOCOL`: the
-free-running stress driver, the test helpers and the history recorder, which are driven by
+free-running stress driver and each replica's runner threads, the test helpers and the history recorder, which are driven by
 their own commands and tests). `lifecycle conformance --impl-coverage` measures the whole
 conformance run instead: replays, the histories recorded while replaying, the stress run
 and, with teeth, the replays with implementation defects on. (The scripted demo is not
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMPL = Path(__file__).resolve().parent.parent / "impl"
-NOT_PROTOCOL = ("free_run.py", "testing.py", "history.py", "history_run.py")
+NOT_PROTOCOL = ("free_run.py", "free_running.py", "testing.py", "history.py", "history_run.py")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 `FreeRun` wraps a `Controller` (same datastore, fleet and replicas) and adds:
 
-* per replica, the saga-runner and background-task threads (`Nexus.start_threads`), with a
+* per replica, the saga-runner and background-task threads (`impl/nexus/free_running.py`), with a
   random fault policy (crash before/after a node's effect, fail before it);
 * a sled thread that advances VMMs and pushes reports to random replicas, dropping,
   duplicating and reordering some of them;
@@ -22,6 +22,7 @@ from collections import Counter
 from impl.controller import Controller
 from impl.errors import ApiError, NexusUnavailable
 from impl.executor.dag import Outcome, StepInfo
+from impl.nexus.free_running import ReplicaThreads
 
 
 class FreeRun:
@@ -50,6 +51,7 @@ class FreeRun:
         self.stats: Counter[str] = Counter()
         self._stop = threading.Event()
         self._sled_thread: threading.Thread | None = None
+        self._replicas: list[ReplicaThreads] = []
 
     def _at_vmm_bound(self, instance_id: str) -> bool:
         if self.max_vmms_per_instance is None:
@@ -82,8 +84,9 @@ class FreeRun:
 
     # ------------------------------------------------------------------ threads
     def start(self) -> None:
-        for nx in self.ctl.nexuses.values():
-            nx.start_threads(self.periods, self.fault_policy)
+        self._replicas = [ReplicaThreads(nx) for nx in self.ctl.nexuses.values()]
+        for r in self._replicas:
+            r.start(self.periods, self.fault_policy)
         self._stop.clear()
         self._sled_thread = threading.Thread(target=self._sleds, name="sleds", daemon=True)
         self._sled_thread.start()
@@ -154,6 +157,6 @@ class FreeRun:
         self._stop.set()
         if self._sled_thread is not None:
             self._sled_thread.join(timeout=30)
-        for nx in self.ctl.nexuses.values():
-            nx.stop_threads()
+        for r in self._replicas:
+            r.stop()
         return self.ctl.settle(max_rounds=1000)

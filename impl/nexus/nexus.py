@@ -1,5 +1,6 @@
 """One Nexus replica (SPEC §4): external operations, the report path, failure marking,
-background tasks, and its saga executor; runnable step by step or with threads.
+background tasks, and its saga executor; runnable step by step, or with threads
+(impl/nexus/free_running.py).
 
 External operations check the SPEC's advisory preconditions and raise `Conflict`,
 `BadRequest`, `NotFound` or `InternalError` without changing anything when they refuse. A
@@ -10,7 +11,6 @@ runner thread) executes it. `crash()` drops all in-memory state; `recover()` rep
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +35,7 @@ from impl.errors import (
     SledUnavailable,
 )
 from impl.executor.dag import Outcome, SagaResult, StepInfo, StepReport
-from impl.executor.saga_executor import FaultPolicy, SagaExecutor, result_from_log
+from impl.executor.saga_executor import SagaExecutor, result_from_log
 from impl.ids import IdSource
 from impl.nexus.report_path import update_saga_needed
 from impl.sagas import registry
@@ -50,8 +50,6 @@ BACKGROUND_TASKS: dict[str, Callable[[Nexus], Any]] = {
 }
 """Background tasks by name; `v2p_manager` activations are counted but do nothing here."""
 
-DEFAULT_PERIODS = {instance_updater.NAME: 30.0, abandoned_vmm_reaper.NAME: 60.0, instance_watcher.NAME: 30.0}
-
 
 class Nexus:
     """A Nexus replica sharing `datastore` with its peers and talking to `fleet`'s sled-agents."""
@@ -65,10 +63,8 @@ class Nexus:
         self.alive = True
         self.activations: Counter[str] = Counter()
         self.metrics: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.restart_delay = 0.01
+        # set when there is new work: free-running threads (impl/nexus/free_running.py) wait on it
+        self.wake = threading.Event()
         self.crashes = 0
 
     @property
@@ -89,13 +85,13 @@ class Nexus:
         self._check_alive()
         saga_id = self.ids.new()
         self.executor.create(saga_id, name, params)
-        self._wake.set()
+        self.wake.set()
         return saga_id
 
     def activate(self, task: str) -> None:
         """Request a background-task activation (run by `run_background` or the bg thread)."""
         self.activations[task] += 1
-        self._wake.set()
+        self.wake.set()
 
     def sled_call(self, sled_id: str, method: str, *args: Any) -> Any:
         """Call a sled-agent (under the fleet lock, so threads see a consistent sled)."""
@@ -138,7 +134,7 @@ class Nexus:
         """The process restarts and replays the sagas it owns (Steno recovery)."""
         self.alive = True
         out = self.executor.recover()
-        self._wake.set()
+        self.wake.set()
         return out
 
     def adopt_sagas_of(self, other: Nexus) -> list[str]:
@@ -315,77 +311,3 @@ class Nexus:
             return []
         self.metrics[f"bg_{task}"] += 1
         return BACKGROUND_TASKS[task](self)
-
-    # ------------------------------------------------------------------ free running
-    def start_threads(
-        self,
-        periods: dict[str, float] | None = None,
-        fault_policy: FaultPolicy | None = None,
-    ) -> None:
-        """Free running: a saga-runner thread and a background-task thread.
-
-        A crash outcome from `fault_policy` crashes the replica; the runner restarts it after
-        `restart_delay` seconds and recovers its sagas.
-        """
-        self.executor.fault_policy = fault_policy
-        periods = dict(DEFAULT_PERIODS if periods is None else periods)
-        self._stop.clear()
-        self._threads = [
-            threading.Thread(target=self._runner, name=f"{self.nexus_id}-sagas", daemon=True),
-            threading.Thread(target=self._background, args=(periods,), name=f"{self.nexus_id}-bg", daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
-
-    def stop_threads(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        self._threads = []
-        self.executor.fault_policy = None
-
-    def _runner(self) -> None:
-        while not self._stop.is_set():
-            if not self.alive:
-                time.sleep(self.restart_delay)
-                self.recover()
-                continue
-            todo = self.executor.runnable()
-            if not todo:
-                self._wake.wait(0.02)
-                self._wake.clear()
-                continue
-            for info in todo:
-                if self._stop.is_set():
-                    break
-                pol = self.executor.fault_policy
-                outcome = pol(info) if pol is not None else Outcome.OK
-                try:
-                    self.executor.step(info.saga_id, outcome)
-                except NexusCrashed:
-                    self.crash()
-                    break
-                except (KeyError, ValueError):
-                    continue  # the saga finished or moved meanwhile
-                except Exception:  # noqa: BLE001 - e.g. the saga log write failed
-                    # The in-memory state may now disagree with the log: restart from the log.
-                    self.metrics["runner_error"] += 1
-                    self.crash()
-                    break
-
-    def _background(self, periods: dict[str, float]) -> None:
-        last = {name: time.monotonic() for name in periods}
-        while not self._stop.is_set():
-            self._wake.wait(0.05)
-            if not self.alive:
-                continue
-            t = time.monotonic()
-            for name in BACKGROUND_TASKS:
-                due = name in periods and t - last[name] >= periods[name]
-                if due or self.activations.get(name):
-                    last[name] = t
-                    try:
-                        self.run_background(name)
-                    except Exception:  # noqa: BLE001 - a failed activation is retried next period
-                        self.metrics[f"bg_error_{name}"] += 1
