@@ -91,11 +91,33 @@ START_UNWINDS_UNDER_MIGRATION = [
     "instance-start.ENSURE_RUNNING(saga=0, outcome=fail)"] + [
     f"instance-start.{n}.undo(saga=0, outcome=undo)" for n in reversed(START_NODES[:6])]
 
+# The baseline pair MIGRATING/STARTING, which no budgeted search reached, lies 10 steps past
+# the 21st state of the path above (found there by Z3 with no budget, in 64 s; stored so
+# that generation does not repeat that search). The unwound VMM's Destroyed report starts an
+# update saga whose commit writes NoVmm while the migration ids stay (the invariants of
+# finding F1 break at that step); a second start saga is then accepted, and its
+# MARK_AS_STARTING links a new VMM while the instance still names the migration. The path
+# stops one step short: the last pass finds that step itself. Not a path of rfd486 (its
+# unwound VMM is SagaUnwound, and the report at step 22 is refused).
+RESTART_UNDER_STALE_MIGRATION = [
+    *START_UNWINDS_UNDER_MIGRATION[:21],
+    "sled-agent.deliver_report(vmm=0, keep=0, update=started)",
+    "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
+    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
+    "instance-update.BECOME_UPDATER(saga=0, outcome=ok)",
+    "instance-update.RECONCILE_RESOURCES(saga=0, outcome=ok)",
+    "instance-update.COMMIT_INSTANCE_UPDATES(saga=0, outcome=crash)",
+    "user.instance_start(saga=1, vmm=2)",
+    "instance-start.ALLOC_SERVER(saga=1, outcome=ok)",
+    "instance-start.CREATE_VMM_RECORD(saga=1, outcome=ok)",
+]
+
 # Hand-written paths from whose states generation searches last, only for the goals every
 # other search left undecided (so they change no walk and no earlier budget). A trace found
 # this way is shortest given its hand-written prefix, not overall.
 LAST_RESORT: dict[str, list[str]] = {
     "start-unwinds-under-migration": START_UNWINDS_UNDER_MIGRATION,
+    "restart-under-stale-migration": RESTART_UNDER_STALE_MIGRATION,
 }
 
 # Directed traces the generator always includes (they reach what random walks rarely do).

@@ -10,26 +10,37 @@ On the baseline the VMM row is still Running (the SagaUnwound write is generatio
 and the Running report moved the VMM's generation): an active Running VMM with no
 reservation. rfd486 writes SagaUnwound unconditionally, so the same path ends in
 MIGRATING/SAGA_UNWOUND with every invariant holding.
+
+On the baseline the path goes on to a second start under the stale migration ids
+(`RESTART_UNDER_STALE_MIGRATION`, stored for generation's last pass): the pair
+MIGRATING/STARTING.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from conformance.coverage import pair_of
-from conformance.scenarios import START_UNWINDS_UNDER_MIGRATION
+from conformance.generate import walk_from_labels, write_walk
+from conformance.replay import replay_trace
+from conformance.scenarios import RESTART_UNDER_STALE_MIGRATION, START_UNWINDS_UNDER_MIGRATION
 from model.actions import model_for
 from model.bmc import eval_concrete
 from model.invariants import INVARIANTS
 from model.state import Config
 from model.step import apply
+from model.trace import load_itf
 
 PATH = START_UNWINDS_UNDER_MIGRATION
 
 
-def _run(revision: str) -> list[tuple[str, list[str]]]:
+def _run(revision: str, path: list[str] = PATH) -> list[tuple[str, list[str]]]:
     model = model_for(Config(revision=revision))
     s = model.layout.fresh_state()
     out = []
-    for lab in PATH:
+    for lab in path:
         t = apply(model, model.action_index(lab), s)
         assert t is not None, lab
         s = t
@@ -52,3 +63,34 @@ def test_rfd486_marks_the_vmm_saga_unwound_instead() -> None:
     steps = _run("rfd486")
     assert all(not bad for _, bad in steps)
     assert steps[-1][0] == "pair:MIGRATING/SAGA_UNWOUND"
+
+
+# the step the last pass adds to the stored path (docs/conformance.md, "The last pass")
+MARK_AS_STARTING = "instance-start.MARK_AS_STARTING(saga=1, outcome=crash)"
+F1 = ["target_implies_migration", "stopped_instance_has_no_vms", "migration_requires_active_vm"]
+
+
+def test_a_restart_under_the_stale_migration_reaches_migrating_starting() -> None:
+    """Baseline: past the unwound start, the VMM's Destroyed report starts an update saga
+    whose commit (step 27) writes NoVmm with the migration ids kept, F1's three invariants;
+    a second start is accepted, and its MARK_AS_STARTING links a VMM while the instance still
+    names the migration: MIGRATING/STARTING, a pair no budgeted search reaches."""
+    steps = _run("baseline", [*RESTART_UNDER_STALE_MIGRATION, MARK_AS_STARTING])
+    assert len(steps) == 31
+    assert all(not bad for _, bad in steps[:26])
+    assert all(bad == F1 for _, bad in steps[26:30]), steps[26:30]
+    assert steps[-1] == ("pair:MIGRATING/STARTING", [])
+
+
+def test_the_restart_path_is_no_rfd486_path() -> None:
+    with pytest.raises(ValueError):
+        walk_from_labels(Config(revision="rfd486"), RESTART_UNDER_STALE_MIGRATION)
+
+
+def test_the_restart_path_replays_without_a_mismatch(tmp_path: Path) -> None:
+    cfg = Config()
+    p = write_walk(tmp_path / "restart.itf.json", cfg,
+                   walk_from_labels(cfg, [*RESTART_UNDER_STALE_MIGRATION, MARK_AS_STARTING]),
+                   "restart under a stale migration")
+    res = replay_trace(load_itf(p), str(p))
+    assert res.ok and res.steps == 31, res.mismatch and res.mismatch.render()
