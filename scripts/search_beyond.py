@@ -52,7 +52,9 @@ def main() -> None:
     print(f"{time.perf_counter() - t0:.1f} s")
     for f in res.found:
         labels = [*f.start.labels, *f.labels]
-        print(f"found {f.goal}: {len(f.labels)} steps past {f.start.name}, {len(labels)} in all")
+        n = len(f.labels)
+        print(f"found {f.goal}: {n} step{'' if n == 1 else 's'} past {f.start.name}, "
+              f"{len(labels)} in all")
         print(json.dumps(labels))
     for g, why in res.undecided.items():
         print(f"undecided {g}: {why}")

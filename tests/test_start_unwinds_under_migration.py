@@ -94,3 +94,26 @@ def test_the_restart_path_replays_without_a_mismatch(tmp_path: Path) -> None:
                    "restart under a stale migration")
     res = replay_trace(load_itf(p), str(p))
     assert res.ok and res.steps == 31, res.mismatch and res.mismatch.render()
+
+
+def test_search_beyond_finds_the_last_step_from_the_stored_path() -> None:
+    """`scripts/search_beyond.py`, the no-budget search of docs/conformance.md: from the
+    stored restart path, the pair is one step away (the MARK_AS_STARTING that the last pass
+    adds)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "scripts/search_beyond.py", "baseline",
+                          "pair:MIGRATING/STARTING", "--depth", "2", "--seconds", "60"],
+                         capture_output=True, text=True, cwd=root, timeout=600, check=False,
+                         env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(root)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    k = lines.index(next(x for x in lines if x.startswith("found pair:MIGRATING/STARTING")))
+    assert "1 step past restart-under-stale-migration-30, 31 in all" in lines[k]
+    path = json.loads(lines[k + 1])
+    assert path[:30] == RESTART_UNDER_STALE_MIGRATION and len(path) == 31
+    assert not any(x.startswith("undecided") for x in lines)
