@@ -36,7 +36,8 @@ Eight differences between the two sleds' designs are not mismatches; each is cou
 
 * `ended-vmm-forgotten`: the model's sled keeps answering for a VMM that ended (Destroyed,
   Failed) with its last state until the VMM is Gone; the simulated sled-agent, like omicron's,
-  forgets it once the zone is torn down and answers 404.
+  answers a state query with it only until its final report has left the outbox (taken by
+  Nexus, or lost), and 404 after that, and 404 to every other call at once.
 * `request-while-migrating-out`: a stop or reboot of a migration source shows Stopping or
   Rebooting at once in the model; the simulated Propolis lets the outgoing migration end
   first (then it is destroyed if the migration completed, or resumes Running if it failed,
@@ -143,6 +144,7 @@ class SimSleds:
         for sled in self.fleet.sleds.values():
             sled.vmms.clear()
             sled.gone.clear()
+            sled.ending.clear()
             sled.unhealthy = False
         self.fleet.migration_outcome.clear()
         self.fleet.outbox.clear()  # the model's report in flight (`rb_*`) is the one queued
@@ -362,8 +364,8 @@ def _view(rep: SledVmmState) -> View:
 
 def _ended_forgotten(model: View, sim: View) -> bool:
     """The model's sled answers for a VMM that ended (Destroyed, Failed) with its last state
-    until it is Gone; the simulated sled-agent, like omicron's, forgets a VMM once its zone is
-    torn down and answers 404."""
+    until it is Gone; the simulated sled-agent, like omicron's, forgets a VMM once its final
+    report has left the outbox, and answers 404."""
     return model[0] in ("ended", VmmState.DESTROYED.name, VmmState.FAILED.name) and (
         sim[0] == "unknown")
 

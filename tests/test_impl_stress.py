@@ -147,3 +147,42 @@ def test_lost_destroyed_report_after_start_unwinds_rfd486() -> None:
         assert c.quiescent_violations() == []
     finally:
         c.close()
+
+
+def _watcher_before_the_final_report(c: Controller) -> tuple[str, str]:
+    """Run an instance, stop it and let its sled destroy the VMM; its reports stay queued.
+    Then the instance-watcher polls before the final (Destroyed) report is taken, and only
+    after that do the reports go through. Returns (instance id, VMM id)."""
+    iid = stopped_instance(c)
+    c.run_saga(c.start_instance(iid) or "")
+    c.settle()
+    snap = c.snapshot(iid)
+    assert snap is not None and snap.instance.active_propolis_id is not None
+    vid = snap.instance.active_propolis_id
+    c.stop_instance(iid)
+    while vid in c.advanceable_vmms():
+        c.vmm_advance(vid)
+    assert [p.report.vmm_state.state for p in c.pending_reports()][-1] == VmmState.DESTROYED
+    c.run_background("instance_watcher")
+    c.settle()
+    return iid, vid
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_the_watcher_reads_an_ended_vmm_whose_final_report_is_queued(revision: str) -> None:
+    """The sled answers a state query with the final state until Nexus takes the final
+    report (omicron's sled-agent publishes, then forgets; #7282 was the simulated one
+    forgetting first). So the watcher's poll in that window reads Destroyed, and a stopped
+    instance ends Stopped; had the sled forgotten first, rfd486's watcher would have made
+    up a Failed report (Δ #6455) and failed the instance."""
+    c = controller(backend("sqlite"), revision)
+    try:
+        iid, vid = _watcher_before_the_final_report(c)
+        inst = c.datastore.instance_fetch(iid)
+        assert inst is not None and inst.state == InstanceState.NO_VMM, inst
+        assert c.external_state(iid).name == "STOPPED"
+        vmm = c.datastore.vmm_fetch(vid)  # deleted rows included
+        assert vmm is not None and vmm.state == VmmState.DESTROYED, vmm
+        assert c.quiescent_violations() == []
+    finally:
+        c.close()

@@ -100,9 +100,23 @@ def test_the_implementation_settles_after_the_trace(
     assert res.mismatch.step == len(RUN_THEN_DESTROYED)
 
 
+def _same(a: SledVmmState | None, b: SledVmmState | None) -> bool:
+    """The same report but for its timestamps."""
+    def key(r: SledVmmState | None) -> object:
+        if r is None:
+            return None
+        side = r.migration_in
+        return (r.propolis_id, r.vmm_state.state, r.vmm_state.gen,
+                None if side is None else (side.migration_id, side.state, side.gen))
+    return key(a) == key(b)
+
+
 def test_sled_destroy_world_event() -> None:
     """`destroy`: Propolis exits on its own; the VMM reports Destroyed at gen + 1, its
-    unfinished migration fails, and the sled forgets it."""
+    unfinished migration fails, and the zone is gone (every call but a state query gets
+    404). A state query answers the final state until Nexus takes the final report; then the
+    sled forgets the VMM (omicron's sled-agent publishes before it forgets; #7282 was the
+    simulated one forgetting first). A refused report (queued for a retry) forgets nothing."""
     fleet = Fleet(["sled-0"])
     sled = fleet.sled("sled-0")
     sled.instance_register("v0", "i0", VmmState.STARTING, 1, "m0", "src")
@@ -112,6 +126,30 @@ def test_sled_destroy_world_event() -> None:
     assert rep.migration_in is not None and rep.migration_in.state == MigrationState.FAILED
     assert fleet.find_vmm("v0") is None and "v0" in sled.gone
     assert fleet.destroy("v0") is None
+    with pytest.raises(SledNoSuchInstance):
+        sled.instance_put_state("v0", "stop")
+    assert _same(sled.instance_get_state("v0"), rep)
+    (final,) = fleet.pending()
+
+    def refuse(_rep: object) -> None:
+        raise RuntimeError("nexus down")
+
+    assert not fleet.deliver(final.report_id, refuse)  # refused: queued again, still known
+    assert _same(sled.instance_get_state("v0"), rep)
+    assert fleet.deliver(final.report_id, lambda _rep: None)
+    with pytest.raises(SledNoSuchInstance):
+        sled.instance_get_state("v0")
+
+
+def test_a_lost_final_report_takes_the_last_state_with_it() -> None:
+    """A report lost for good (`drop`: a live sled-agent retries until Nexus takes it, so
+    only a restarted one loses it) also loses the ended VMM: 404 from then on."""
+    fleet = Fleet(["sled-0"])
+    sled = fleet.sled("sled-0")
+    sled.instance_register("v0", "i0", VmmState.STARTING, 1)
+    fleet.destroy("v0")
+    (final,) = fleet.pending()
+    assert not fleet.deliver(final.report_id, lambda _rep: None, "drop")
     with pytest.raises(SledNoSuchInstance):
         sled.instance_get_state("v0")
 

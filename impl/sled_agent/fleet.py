@@ -138,6 +138,9 @@ class Fleet:
             with self.lock:
                 self.outbox.remove(p)
                 self.dropped += 1
+                # lost for good: the sled-agent restarted (a live one retries until Nexus
+                # takes it), and with it went an ended VMM's last state
+                self.sleds[p.sled_id].final_report_taken(p.report)
             return False
         p.attempts += 1
         try:
@@ -148,9 +151,11 @@ class Fleet:
                     if p in self.outbox:
                         self.outbox.remove(p)
                     self.dropped += 1
+                    self.sleds[p.sled_id].final_report_taken(p.report)
             return False
         with self.lock:
             self.delivered += 1
             if mode != "duplicate" and p in self.outbox:
                 self.outbox.remove(p)
+            self.sleds[p.sled_id].final_report_taken(p.report)
         return True

@@ -35,6 +35,11 @@ class SimSledAgent:
         self.ip = ip
         self.vmms: dict[str, SimVmm] = {}
         self.gone: set[str] = set()
+        # VMMs that ended (Destroyed, Failed) and whose final report Nexus has not yet taken:
+        # like omicron's sled-agent, this one publishes the final state before it forgets the
+        # VMM, and until then a state query still answers it (omicron #7282 is the simulated
+        # sled-agent that forgot first). Every other call meets a torn-down zone: 404.
+        self.ending: dict[str, SimVmm] = {}
         self.unhealthy = False
         self._emit = emit
         self._peer = peer
@@ -58,7 +63,16 @@ class SimSledAgent:
         if vmm.ended:
             self.vmms.pop(vmm.vmm_id, None)
             self.gone.add(vmm.vmm_id)
+            self.ending[vmm.vmm_id] = vmm
         return rep
+
+    def final_report_taken(self, rep: SledVmmState) -> None:
+        """`rep` left the outbox for good (Nexus took it, or it was lost): when it is the
+        final report of an ended VMM, the sled now forgets that VMM (later state queries get
+        404)."""
+        vmm = self.ending.get(rep.propolis_id)
+        if vmm is not None and rep.vmm_state.gen == vmm.gen:
+            del self.ending[rep.propolis_id]
 
     # ------------------------------------------------------------------ Nexus-facing calls
     def instance_register(
@@ -149,6 +163,9 @@ class SimSledAgent:
         return self._changed_state(vmm)
 
     def instance_get_state(self, vmm_id: str) -> SledVmmState:
+        self._check()
+        if vmm_id in self.ending:  # ended, its final report not yet taken: the last state
+            return self.ending[vmm_id].report()
         return self._get(vmm_id).report()
 
     # ------------------------------------------------------------------ world events
