@@ -291,8 +291,7 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
                 f"{len(suite.unreachable)} of {len(open_goals)} open goals proven unreachable")
     todo = [g for g in open_goals if g not in suite.unreachable]
 
-    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
-        return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
+    covers = path_goals(model)
 
     def search(goals: list[str], starts: list[Start], depth: int,
                scale: tuple[int, int] = (1, 1)) -> SearchResult:
@@ -326,12 +325,7 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
         # last, from every state of the hand-written paths of `LAST_RESORT` (each path
         # found is shortest given that prefix): some goals lie only beyond paths that the
         # searches above do not reach within their depth
-        paths = []
-        for name, labels in LAST_RESORT.items():
-            try:
-                paths.append((name, walk_from_labels(model.cfg, labels)))
-            except ValueError:
-                continue  # not a path of this revision
+        paths, _ = last_resort_paths(model.cfg)
         if paths:
             search_rest(_prefix_starts(paths, 1), opt.depth, "the hand-written paths",
                         LAST_RESORT_BUDGET)
@@ -371,6 +365,26 @@ def _z3_goals(model: Model, suite: Suite, teeth: TeethGoals, opt: Z3Options) -> 
                 f"{len(suite.undecided)} undecided, {res.blocked} paths blocked")
         for d in res.disagreements:
             opt.log(f"Z3/concrete disagreement (path dropped): {d}")
+
+
+def path_goals(model: Model) -> Callable[[str, list[str], list[State]], set[str]]:
+    """For `bmc_search`: the goals a path (its labels and states) covers, checked
+    concretely."""
+    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
+        return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
+    return covers
+
+
+def last_resort_paths(cfg: Config) -> tuple[list[tuple[str, Walk]], list[str]]:
+    """The hand-written paths of `LAST_RESORT` that are paths of `cfg`'s revision, as walks,
+    and the names of those that are not."""
+    paths, skipped = [], []
+    for name, labels in LAST_RESORT.items():
+        try:
+            paths.append((name, walk_from_labels(cfg, labels)))
+        except ValueError:
+            skipped.append(name)
+    return paths, skipped
 
 
 def _prefix_starts(paths: list[tuple[str, Walk]], first: int) -> list[Start]:

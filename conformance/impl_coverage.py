@@ -4,8 +4,8 @@
 traces run, and the result says, per file and in total, how many statements and branches
 the suite reached. Two totals are reported: all of `impl/`, and the protocol code alone,
 which leaves out the modules a plain trace replay cannot reach by design (`NOT_PROTOCOL`: the
-free-running stress driver and each replica's runner threads, the test helpers and the history recorder, which are driven by
-their own commands and tests). `lifecycle conformance --impl-coverage` measures the whole
+free-running stress driver and each replica's runner threads, the test helpers and the
+history recorder, which are driven by their own commands and tests). `lifecycle conformance --impl-coverage` measures the whole
 conformance run instead: replays, the histories recorded while replaying, the stress run
 and, with teeth, the replays with implementation defects on. (The scripted demo is not
 implementation code: it lives in `lifecycle/demo_cmd.py`.)

@@ -16,14 +16,11 @@ import argparse
 import json
 import time
 
-from conformance.coverage import goals_of_step
-from conformance.generate import _prefix_starts, walk_from_labels
+from conformance.generate import _prefix_starts, last_resort_paths, path_goals
 from conformance.goals import bmc_search, stored_proof
-from conformance.scenarios import LAST_RESORT
 from model.actions import model_for
 from model.bmc import encoding_for
 from model.state import Config
-from model.step import State
 
 
 def main() -> None:
@@ -36,18 +33,11 @@ def main() -> None:
     cfg = Config(revision=a.revision)
     model, enc = model_for(cfg), encoding_for(cfg)
     proof = stored_proof(model, enc)
-    paths = []
-    for name, labels in LAST_RESORT.items():
-        try:
-            paths.append((name, walk_from_labels(cfg, labels)))
-        except ValueError:
-            print(f"{name}: not a path of {a.revision}, skipped")
-
-    def covers(goal: str, labels: list[str], states: list[State]) -> set[str]:
-        return {g for n, lab in enumerate(labels) for g in goals_of_step(model, lab, states[n])}
-
+    paths, skipped = last_resort_paths(cfg)
+    for name in skipped:
+        print(f"{name}: not a path of {a.revision}, skipped")
     t0 = time.perf_counter()
-    res = bmc_search(model, enc, a.goals.split(","), _prefix_starts(paths, 1), covers,
+    res = bmc_search(model, enc, a.goals.split(","), _prefix_starts(paths, 1), path_goals(model),
                      max_depth=a.depth, goal_seconds=a.seconds, lemmas=proof.lemmas)
     print(f"{time.perf_counter() - t0:.1f} s")
     for f in res.found:

@@ -117,16 +117,21 @@ def test_lost_destroyed_report_after_start_unwinds_baseline() -> None:
         c.close()
 
 
+def _running_instance(c: Controller) -> tuple[str, str]:
+    """A new instance, started and settled: (instance id, its active VMM's id)."""
+    iid = stopped_instance(c)
+    c.run_saga(c.start_instance(iid) or "")
+    c.settle()
+    snap = c.snapshot(iid)
+    assert snap is not None and snap.instance.active_propolis_id is not None
+    return iid, snap.instance.active_propolis_id
+
+
 def test_linked_vmm_without_reservation_is_still_reported() -> None:
     """The excuse never covers a VMM its instance still names, even one no sled runs."""
     c = controller(backend("sqlite"), "baseline")
     try:
-        iid = stopped_instance(c)
-        c.run_saga(c.start_instance(iid) or "")
-        c.settle()
-        snap = c.snapshot(iid)
-        assert snap is not None and snap.instance.active_propolis_id is not None
-        vid = snap.instance.active_propolis_id
+        _, vid = _running_instance(c)
         c.datastore.sled_reservation_delete(vid)
         c.vmm_vanish(vid)
         assert f"live VMM {vid} (RUNNING) has no sled reservation" in c.quiescent_violations()
@@ -153,12 +158,7 @@ def _watcher_before_the_final_report(c: Controller) -> tuple[str, str]:
     """Run an instance, stop it and let its sled destroy the VMM; its reports stay queued.
     Then the instance-watcher polls before the final (Destroyed) report is taken, and only
     after that do the reports go through. Returns (instance id, VMM id)."""
-    iid = stopped_instance(c)
-    c.run_saga(c.start_instance(iid) or "")
-    c.settle()
-    snap = c.snapshot(iid)
-    assert snap is not None and snap.instance.active_propolis_id is not None
-    vid = snap.instance.active_propolis_id
+    iid, vid = _running_instance(c)
     c.stop_instance(iid)
     while vid in c.advanceable_vmms():
         c.vmm_advance(vid)

@@ -125,6 +125,15 @@ class Fleet:
                     return p
         raise KeyError(f"no pending report {report_id}")
 
+    def _lose(self, p: PendingReport) -> None:
+        """`p` is lost for good: the sled-agent restarted (a live one retries until Nexus
+        takes it), and with it went an ended VMM's last state."""
+        with self.lock:
+            if p in self.outbox:
+                self.outbox.remove(p)
+            self.dropped += 1
+            self.sleds[p.sled_id].final_report_taken(p.report)
+
     def deliver(
         self, report_id: int, push: Callable[[SledVmmState], object], mode: str = "deliver"
     ) -> bool:
@@ -135,23 +144,14 @@ class Fleet:
         """
         p = self.take(report_id)
         if mode == "drop":
-            with self.lock:
-                self.outbox.remove(p)
-                self.dropped += 1
-                # lost for good: the sled-agent restarted (a live one retries until Nexus
-                # takes it), and with it went an ended VMM's last state
-                self.sleds[p.sled_id].final_report_taken(p.report)
+            self._lose(p)
             return False
         p.attempts += 1
         try:
             push(p.report)
         except Exception:
             if p.attempts >= self.max_attempts:
-                with self.lock:
-                    if p in self.outbox:
-                        self.outbox.remove(p)
-                    self.dropped += 1
-                    self.sleds[p.sled_id].final_report_taken(p.report)
+                self._lose(p)
             return False
         with self.lock:
             self.delivered += 1
