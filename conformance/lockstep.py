@@ -85,7 +85,8 @@ def trace_name(revision: str, impl_mutants: tuple[str, ...]) -> str:
     return "-".join(["lockstep", revision, *impl_mutants]) + ".itf.json"
 
 
-FAULT_OUTCOMES = frozenset({"crash", "fail", "ambiguous", "unhealthy", "undo-crash"})
+FAULT_OUTCOMES = frozenset({"crash", "fail", "ambiguous", "unhealthy", "undo-crash",
+                            "undo-unhealthy"})
 
 
 def is_fault(a: Action) -> bool:

@@ -35,8 +35,9 @@ from sqlalchemy import (
 
 from impl.datastore import schema
 from impl.datastore.enums import instance_state, migration_state, vmm_state
+from impl.executor.saga_executor import result_from_log
 from model.actions import Model
-from model.state import IDLE, NONE, UNWIND
+from model.state import IDLE, NONE, STUCK, UNWIND
 from model.step import State
 from model.vocab import InstanceState, MigrationState, VmmState
 
@@ -88,6 +89,8 @@ def observe_model(model: Model, s: State) -> Abstract:
         mode = int(s[mode_var])
         if mode == IDLE:
             out[label] = "idle"
+        elif mode == STUCK:
+            out[label] = "stuck"
         else:
             node = mk.nodes[label][int(s[pc_var])]
             out[label] = f"{'UNWIND' if mode == UNWIND else 'FWD'}@{node}"
@@ -104,10 +107,12 @@ def find_run(ctrl: Controller, saga_id: str) -> tuple[SagaExecutor, _Run] | None
 
 
 def impl_saga_label(ctrl: Controller, saga_id: str) -> str:
-    """`idle` (finished), or the mode and the model node the saga runs next."""
+    """`idle` (finished), `stuck` (an undo failed: Steno leaves it for an operator), or the
+    mode and the model node the saga runs next."""
     found = find_run(ctrl, saga_id)
     if found is None:
-        return "idle"
+        res = result_from_log(ctrl.datastore, saga_id)
+        return "stuck" if res is not None and res.state == "stuck" else "idle"
     ex, run = found
     mode = "FWD" if run.mode == "running" else "UNWIND"
     nxt = ex._next(run)

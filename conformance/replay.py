@@ -69,7 +69,7 @@ from model.instance_request_state import ALLOWED as REQUEST_STATES
 from model.instance_start import start_allowed
 from model.notify_instance_updated import report_rejected
 from model.saga import Action
-from model.state import IDLE, NONE
+from model.state import IDLE, NONE, STUCK
 from model.step import State
 from model.trace import LoadedTrace
 from model.updater_lock import instance_deleted
@@ -233,7 +233,8 @@ class Replayer:
         the charge and reservation checks, which its protocol findings break (Q1, Q1b, Q3:
         `mark_instance_failed`, #4226; G4: Failed VMMs are never cleaned up; F2: an unwind
         that leaves a VMM whose generation moved); in rfd486 a replica crash while settling,
-        which with every node run OK can only be an update saga's panic (finding F4)."""
+        which with every node run OK can only be an update saga's panic (finding F4); and the
+        leak checks when a saga is stuck (opt-in `stuck_undos`)."""
         if self.ctrl.datastore.config.mutants or self.trace.meta.get("invariant") in (
                 findings_for(self.trace.cfg.revision)):
             return None
@@ -255,6 +256,14 @@ class Replayer:
         finally:
             self.oracle.free = False
         panicked = sorted(sid for nx in self.ctrl.nexuses.values() for sid in nx.executor.panicked)
+        stuck = sorted(v for v in last
+                       if (v.endswith("_mode") or "_mode." in v) and int(last[v]) == STUCK)
+        if stuck:
+            # a stuck saga (opt-in `stuck_undos`) keeps what it holds until an operator acts
+            # (SPEC "Saga semantics"): the leak checks cannot apply, only the rest of settling
+            self.settle_excused = [f"stuck saga ({', '.join(stuck)}): left for an operator",
+                                   *bad]
+            return None
         if panicked and self.trace.cfg.revision == "rfd486":
             # settling runs every node OK, so a replica crash here is an update saga's panic
             # (finding F4); the instance is stuck by design, so its checks are excused
@@ -578,6 +587,11 @@ class Replayer:
         outcome = str(a.arg("outcome"))
         owner = ex.owner
         if undo:
+            if outcome == "undo-unhealthy":
+                # the undo must fail and leave the saga stuck, as in the model
+                self._run_unhealthy(a, owner, sid, "undo_failed",
+                                    "the model's undo fails and the saga is stuck")
+                return
             crash = outcome == "undo-crash"
             self._run_step(owner, sid, Outcome.CRASH_AFTER if crash else Outcome.OK)
             if crash:
@@ -591,16 +605,7 @@ class Replayer:
             self._run_step(owner, sid, Outcome.FAIL_BEFORE)
             return
         if outcome == "unhealthy":
-            # the node really runs and its sled call meets an unreachable sled (SPEC §4.2
-            # node 8): the implementation's own error handling must do what the model does
-            self.oracle.unhealthy = True
-            try:
-                event = self._run_step(owner, sid, Outcome.OK)
-            finally:
-                self.oracle.unhealthy = False
-            if event != "failed":
-                raise Refused(f"{a.name} with an unhealthy sled: the node {event}, "
-                              "the model's node fails")
+            self._run_unhealthy(a, owner, sid, "failed", "the model's node fails")
             return
         for t in range(idx, last + 1):
             oc = Outcome.OK
@@ -614,6 +619,20 @@ class Replayer:
                 return
             if event != "succeeded":
                 return
+
+    def _run_unhealthy(self, a: Action, owner: str, saga_id: str, want: str,
+                       model_says: str) -> None:
+        """The node (or undo) really runs, and its sled call meets an unreachable sled (SPEC
+        §4.2 node 8): the implementation's own error handling must end the step with event
+        `want`, as the model's `unhealthy` / `undo-unhealthy` outcome does."""
+        self.oracle.unhealthy = True
+        try:
+            event = self._run_step(owner, saga_id, Outcome.OK)
+        finally:
+            self.oracle.unhealthy = False
+        if event != want:
+            raise Refused(f"{a.name} with an unhealthy sled: the step ended {event}, "
+                          f"{model_says}")
 
     def _run_step(self, owner: str, saga_id: str, outcome: Outcome) -> str:
         """One saga step on its known owner (skips the controller's owner lookup); returns
@@ -658,7 +677,7 @@ class Replayer:
                 n = key[1] if key[1] is not None else 0
                 cur = self.slots.sagas.get(key)
                 taken = cur is not None and find_run(self.ctrl, cur) is not None
-                if int(post[sd.var("mode", n)]) != IDLE and not taken and (
+                if int(post[sd.var("mode", n)]) not in (IDLE, STUCK) and not taken and (
                         int(pre[sd.var("mode", n)]) == IDLE or cur is not None):
                     self.slots.sagas[key] = sid
                     self._relocate(sid, self.nexus_of[key])

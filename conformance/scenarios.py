@@ -112,6 +112,16 @@ RESTART_UNDER_STALE_MIGRATION = [
     "instance-start.CREATE_VMM_RECORD(saga=1, outcome=ok)",
 ]
 
+# Opt-in fault class `stuck_undos` only (not in any generated suite): the start saga fails
+# at ADD_VIRTUAL_RESOURCES, and the undo of ENSURE_REGISTERED meets an unhealthy sled, so the
+# saga is stuck (SPEC "Saga semantics", §4.2 node 8; tests/test_stuck_undo.py).
+START_UNDO_UNHEALTHY: list[str] = [
+    "instance-create.MOVE_TO_STOPPED(outcome=ok)", "user.instance_start(saga=0, vmm=0)",
+    *[f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES[:5]],
+    "instance-start.ADD_VIRTUAL_RESOURCES(saga=0, outcome=fail)",
+    "instance-start.ENSURE_REGISTERED.undo(saga=0, outcome=undo-unhealthy)",
+]
+
 # Hand-written paths from whose states generation searches last, only for the goals every
 # other search left undecided (so they change no walk and no earlier budget). A trace found
 # this way is shortest given its hand-written prefix, not overall.

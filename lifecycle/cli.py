@@ -59,6 +59,10 @@ def verify(
         False, "--no-lemmas",
         help="Do not assert the conformance suite's stored lemmas (re-proven every run) on "
              "the path states; same verdicts, slower (docs/decisions.md)."),
+    stuck_undos: bool = typer.Option(
+        False, "--stuck-undos",
+        help="Opt-in fault class: the start saga's ENSURE_REGISTERED undo may meet an "
+             "unhealthy sled, fail, and leave the saga stuck (docs/findings.md)."),
 ) -> None:
     """Check every invariant by bounded model checking and print the verdicts.
 
@@ -80,7 +84,8 @@ def verify(
     except UsageError as e:
         raise _usage(e) from None
     raise typer.Exit(verify_main(revs, muts, d, invs, json_path, junit_path, trace_dir, console,
-                                 first, unbounded, seeds, lemmas=not no_lemmas))
+                                 first, unbounded, seeds, lemmas=not no_lemmas,
+                                 stuck_undos=stuck_undos))
 
 
 @app.command()

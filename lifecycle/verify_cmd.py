@@ -74,7 +74,8 @@ def write_trace(trace: Trace, inv: str, depth: int, out_dir: Path) -> Path:
         t = apply(model, model.action_index(lab), states[-1])
         assert t is not None, lab
         states.append(t)
-    tag = cfg.revision + ("-" + "+".join(cfg.mutants) if cfg.mutants else "")
+    tag = cfg.revision + ("-" + "+".join(cfg.mutants) if cfg.mutants else "") + (
+        "-stuck-undos" if cfg.stuck_undos else "")
     path = out_dir / f"{tag}--{inv}.itf.json"
     write_itf(path, cfg, model, labels, states, seed=trace.seed.name, seed_len=len(prefix),
               invariant=inv, depth=depth, command=f"lifecycle replay {shlex.quote(str(path))}")
@@ -86,7 +87,7 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
                stop_on_violation: bool = False,
                unbounded: bool = False,
                seeds: list[str] | None = None,
-               lemmas: bool = True) -> dict[str, RevisionResult]:
+               lemmas: bool = True, stuck_undos: bool = False) -> dict[str, RevisionResult]:
     from model.bmc import verify_many
     from model.seeds import SEEDS
 
@@ -97,7 +98,7 @@ def run_verify(revisions: list[str], mutants: tuple[str, ...], depth: int,
         if mutants:  # a finding's invariant cannot tell whether a mutant is caught
             ids = [i for i in ids
                    if i not in findings_for(rev, seeds, depth, DEFAULT_DEPTH)]
-        jobs.append((Config(revision=rev, mutants=mutants), ids))
+        jobs.append((Config(revision=rev, mutants=mutants, stuck_undos=stuck_undos), ids))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -181,7 +182,8 @@ def print_results(results: dict[str, RevisionResult], console: Console, total: f
     for rev, rr in results.items():
         r = rr.report
         cfg = r.cfg
-        title = (f"{rev}  mutants={','.join(cfg.mutants) or 'none'}  depth={r.depth}  "
+        title = (f"{rev}  mutants={','.join(cfg.mutants) or 'none'}  "
+                 + ("faults=+stuck-undos  " if cfg.stuck_undos else "") + f"depth={r.depth}  "
                  f"seeds={','.join(r.seeds)}  {r.state_vars} state variables, "
                  f"{r.actions} actions  ({r.seconds:.1f} s)")
         t = Table(title=title, title_justify="left")
@@ -279,6 +281,7 @@ def json_report(results: dict[str, RevisionResult], path: Path, depth: int,
         r = rr.report
         doc["revisions"][rev] = {
             "mutants": list(r.cfg.mutants), "seeds": r.seeds, "state_vars": r.state_vars,
+            "stuck_undos": r.cfg.stuck_undos,
             "actions": r.actions, "seconds": round(r.seconds, 3),
             "verdicts": {inv: {"status": rr.status(inv), "depth": v.depth,
                                "seconds": round(v.seconds, 3),
@@ -297,10 +300,10 @@ def verify_main(revisions: list[str], mutants: tuple[str, ...], depth: int,
                 invariants: list[str] | None, json_path: Path | None, junit_path: Path | None,
                 trace_dir: Path, console: Console, first: bool = False,
                 unbounded: bool = False, seeds: list[str] | None = None,
-                lemmas: bool = True) -> int:
+                lemmas: bool = True, stuck_undos: bool = False) -> int:
     t0 = time.perf_counter()
     results = run_verify(revisions, mutants, depth, invariants, trace_dir, console, first,
-                         unbounded, seeds, lemmas)
+                         unbounded, seeds, lemmas, stuck_undos)
     total = time.perf_counter() - t0
     print_results(results, console, total)
     if json_path:

@@ -38,7 +38,7 @@ class Model:
         acts += start_api + migrate_api + delete_api + create_api
         acts += build_request_state(cfg)
         for sd in self.sagas:
-            acts += saga_actions(sd, self.layout, cfg.ambiguous_failures)
+            acts += saga_actions(sd, self.layout, cfg.ambiguous_failures, cfg.stuck_undos)
         acts += sled_agent_actions(cfg)
         acts += build_instance_updater(cfg)
         acts += build_reaper(cfg)

@@ -8,7 +8,7 @@ from .actions import Model
 from .state import NET_DELETE, NET_UPDATE, NONE
 from .vocab import InstanceState, MigrationState, VmmState
 
-MODES = {0: "idle", 1: "forward", 2: "unwinding"}
+MODES = {0: "idle", 1: "forward", 2: "unwinding", 3: "stuck"}
 SAGA_OF_PREFIX = {"cr": "instance-create", "st": "instance-start", "mg": "instance-migrate",
                   "dl": "instance-delete", "up": "start-instance-update",
                   "uc": "instance-update"}

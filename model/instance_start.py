@@ -114,6 +114,14 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
         """`instance_ensure_unregistered`."""
         instance_ensure_unregistered(ctx, vmm(ctx, s))
 
+    def unregister_unhealthy(ctx: Ctx, s: int) -> None:
+        """The undo's `instance_ensure_unregistered` meets an unhealthy sled (§4.2 node 8):
+        the sled unregisters nothing; the baseline calls `mark_instance_failed` (§4.10), and
+        the undo fails, so the saga is stuck (opt-in `Config.stuck_undos`). rfd486 marks
+        failed only a VMM its sled reports gone (Δ #6455), so there the undo just fails."""
+        if not cfg.rfd486:
+            mark_instance_failed(ctx)
+
     def add_virtual_resources(ctx: Ctx, s: int) -> Val:
         """ADD_VIRTUAL_RESOURCES: charge provisioning (keyed by instance id)."""
         virtual_provisioning_insert_instance(ctx)
@@ -137,7 +145,8 @@ def build_start_saga(cfg: Config) -> tuple[SagaDef, list[Action]]:
             Node("DPD_ENSURE", "§4.2 nodes 6-7", dpd_ensure, dpd_undo),
             Node("ENSURE_REGISTERED", "§4.2 node 8; §4.10", ensure_registered, unregister,
                  ambiguous=True, unhealthy=None if cfg.rfd486 else registration_unhealthy,
-                 unhealthy_tags=("mark_failed",)),
+                 unhealthy_tags=() if cfg.rfd486 else ("mark_failed",),
+                 undo_unhealthy=unregister_unhealthy),
             Node("ADD_VIRTUAL_RESOURCES", "§4.2 node 9", add_virtual_resources,
                  remove_virtual_resources),
             Node("ENSURE_RUNNING", "§4.2 node 10", ensure_running, crashes=False),

@@ -26,7 +26,7 @@ from .instance_update import FETCH_STATE
 from .instance_updater import sweep_matches
 from .saga import Action
 from .sled_agent import LIVE
-from .state import FWD, IDLE, NONE, UNWIND, Config
+from .state import FWD, IDLE, NONE, STUCK, UNWIND, Config
 from .updater_lock import instance_deleted
 from .updates_required import updates_required
 from .vocab import MIGRATION_TERMINAL
@@ -669,9 +669,13 @@ def _v4(s: Ctx, cfg: Config, model: Model) -> Val:
 
 
 def _sagas_settled(s: Ctx, cfg: Config) -> Val:
-    """No start saga and no update saga is running: none of them can still settle a charge."""
+    """No start saga and no update saga is running: none of them can still settle a charge.
+    A stuck start saga (opt-in `stuck_undos`) runs nothing more, so it counts as settled; it
+    got stuck after its charge's undo had run."""
     ops = s.ops
-    return ops.And(*[s[f"st_mode.{t}"] == IDLE for t in range(cfg.start_sagas)],
+    done = (lambda t: ops.Or(s[f"st_mode.{t}"] == IDLE, s[f"st_mode.{t}"] == STUCK)) \
+        if cfg.stuck_undos else (lambda t: s[f"st_mode.{t}"] == IDLE)
+    return ops.And(*[done(t) for t in range(cfg.start_sagas)],
                    ops.Not(update_saga_in_flight(s, cfg)))
 
 

@@ -17,9 +17,14 @@ for every saga slot:
   `fail` (only for nodes whose SPEC row names such handling).
 * `undo` / `undo-crash`: the undo of a node that *succeeded* runs (in reverse order); a crash
   in an undo makes it run again. The failed node's own undo never runs.
+* `undo-unhealthy` (only with the opt-in fault class `Config.stuck_undos`, and only for undos
+  whose SPEC row names such handling): the undo's sled-agent call met an unhealthy sled; the
+  undo does what its row says for that case (`Node.undo_unhealthy`) and fails, and the saga is
+  **stuck** (mode `STUCK`): no node of it runs again, nothing it still holds is released, and
+  its slot stays taken. Steno leaves such a saga for an operator.
 
-This is the "Saga semantics (Steno)" section of the SPEC. Undos are retried until they
-succeed, so an undo action is simply enabled until it has run.
+This is the "Saga semantics (Steno)" section of the SPEC. By default undos are retried until
+they succeed, so an undo action is simply enabled until it has run.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .expr import Ctx, Val
-from .state import FWD, IDLE, NONE, UNWIND, Layout
+from .state import FWD, IDLE, NONE, STUCK, UNWIND, Layout
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,10 @@ class Node:
     crashes: bool = True
     ready: Callable[[Ctx, int], Val] | None = None  # extra guard for every forward outcome
     unhealthy: Callable[[Ctx, int], None] | None = None  # effect of the `unhealthy` outcome
-    unhealthy_tags: tuple[str, ...] = ()  # extra tags of that outcome's actions
+    unhealthy_tags: tuple[str, ...] = ()  # extra tags of the unhealthy outcomes' actions
+    # effect of the `undo-unhealthy` outcome (opt-in `Config.stuck_undos`), before the saga
+    # is stuck
+    undo_unhealthy: Callable[[Ctx, int], None] | None = None
 
 
 @dataclass
@@ -110,11 +118,12 @@ def reset_slot(ctx: Ctx, layout: Layout, prefix: str, s: int | None) -> None:
                 ctx.set(v.name, IDLE if v.name.startswith(f"{prefix}_mode") else 0)
 
 
-def saga_actions(sd: SagaDef, layout: Layout, with_ambiguous: bool = False) -> list[Action]:
+def saga_actions(sd: SagaDef, layout: Layout, with_ambiguous: bool = False,
+                 with_stuck: bool = False) -> list[Action]:
     """Generate every node and undo action, with their outcomes, for every slot of `sd`."""
     out: list[Action] = []
     for s in range(sd.slots):
-        out += _SlotActions(sd, layout, s).actions(with_ambiguous)
+        out += _SlotActions(sd, layout, s).actions(with_ambiguous, with_stuck)
     return out
 
 
@@ -173,10 +182,10 @@ class _SlotActions:
         if mode == FWD and ready is not None:
             ctx.require(ready(ctx, self.s), f"{self.sd.nodes[i].name} ready")
 
-    def actions(self, with_ambiguous: bool) -> list[Action]:
+    def actions(self, with_ambiguous: bool, with_stuck: bool = False) -> list[Action]:
         out: list[Action] = []
         for i, node in enumerate(self.sd.nodes):
-            out += self.node_actions(i, node, with_ambiguous)
+            out += self.node_actions(i, node, with_ambiguous, with_stuck)
         return out
 
     def _action(self, name: str, oc: str, fn: Callable[[Ctx], None], node: Node,
@@ -187,7 +196,8 @@ class _SlotActions:
         return Action(name, args, self.actor, fn, node.spec,
                       frozenset({"saga", self.sd.kind, f"node:{node.name}", oc, *extra}))
 
-    def node_actions(self, i: int, node: Node, with_ambiguous: bool) -> list[Action]:
+    def node_actions(self, i: int, node: Node, with_ambiguous: bool,
+                     with_stuck: bool = False) -> list[Action]:
         s = self.s
         name = f"{self.sd.kind}.{node.name}"
 
@@ -254,6 +264,18 @@ class _SlotActions:
 
             out.append(self._action(f"{name}.undo", "undo", undo, node, ("undo",)))
             out.append(self._action(f"{name}.undo", "undo-crash", undo_crash, node, ("undo",)))
+            stuck_fn = node.undo_unhealthy
+            if with_stuck and stuck_fn is not None:
+                def undo_unhealthy(ctx: Ctx) -> None:
+                    # a retry after `undo-crash` may meet the sled unhealthy too: the first
+                    # attempt's effect stays, this one adds only its own handling
+                    self.guard(ctx, i, UNWIND)
+                    ctx.set(self.rp, False)
+                    stuck_fn(ctx, s)
+                    ctx.set(self.mode, STUCK)
+
+                out.append(self._action(f"{name}.undo", "undo-unhealthy", undo_unhealthy, node,
+                                        ("undo", "stuck", *node.unhealthy_tags)))
         return out
 
 

@@ -22,8 +22,8 @@ ENUM_BITS = 4
 GEN_BITS = 6
 COUNTER_BITS = 6  # the provisioning counter; read as a signed number
 
-# saga modes
-IDLE, FWD, UNWIND = 0, 1, 2
+# saga modes; STUCK only with the opt-in fault class `Config.stuck_undos`
+IDLE, FWD, UNWIND, STUCK = 0, 1, 2, 3
 
 # network-config operations carried by an update saga
 NET_NONE, NET_DELETE, NET_UPDATE = 0, 1, 2
@@ -43,6 +43,7 @@ class Config:
     update_children: int = 2
     nexus_replicas: int = 2
     ambiguous_failures: bool = False  # opt-in fault class: effect taken, failure reported
+    stuck_undos: bool = False  # opt-in fault class: an undo meets an unhealthy sled, saga stuck
 
     def __post_init__(self) -> None:
         check_revision(self.revision)
@@ -64,7 +65,9 @@ class Config:
     def describe(self) -> str:
         m = ",".join(self.mutants) or "none"
         return (f"revision={self.revision} mutants={m} vmms={self.vmms} "
-                f"migrations={self.migrations}")
+                f"migrations={self.migrations}"
+                + (" ambiguous_failures=on" if self.ambiguous_failures else "")
+                + (" stuck_undos=on" if self.stuck_undos else ""))
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,9 @@ def write_itf(path: Path, cfg: Config, model: Model, labels: list[str], states: 
                        "start_sagas": cfg.start_sagas, "migrate_sagas": cfg.migrate_sagas,
                        "update_parents": cfg.update_parents,
                        "update_children": cfg.update_children,
-                       "ambiguous_failures": cfg.ambiguous_failures},
+                       "ambiguous_failures": cfg.ambiguous_failures,
+                       # written only when on, so traces of the default model stay as they were
+                       **({"stuck_undos": True} if cfg.stuck_undos else {})},
             "seed": seed,
             "seed-steps": seed_len,
             "invariant": invariant,

@@ -7,13 +7,17 @@ meanings compute the same successor sets: for random reachable states s, the set
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 import z3
 
-from model.actions import model_for
+from conformance.generate import walk_from_labels
+from conformance.scenarios import START_UNDO_UNHEALTHY
+from model.actions import Model, model_for
 from model.sampling import random_reachable_states
 from model.state import Config
-from model.step import successors
+from model.step import State, successors
 from model.z3enc import Encoding
 
 
@@ -40,10 +44,14 @@ def _val(enc: Encoding, name: str, v: int | bool) -> z3.ExprRef:
 
 def check(revision: str, n: int, seed: int) -> int:
     model = model_for(Config(revision=revision))
+    return check_states(model, random_reachable_states(model, n, seed))
+
+
+def check_states(model: Model, states: Iterable[State]) -> int:
     enc = Encoding(model)
     names = model.layout.names
     total = 0
-    for s in random_reachable_states(model, n, seed):
+    for s in states:
         concrete = {(i, tuple(t[k] for k in names)) for i, t in successors(model, s)}
         symbolic = z3_successors(enc, s)
         assert concrete == symbolic, (
@@ -63,3 +71,14 @@ def test_agreement_sample(revision: str) -> None:
 @pytest.mark.parametrize("revision", ["baseline", "rfd486"])
 def test_agreement_thousand_states(revision: str) -> None:
     assert check(revision, 1000, seed=2024) > 1000
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_agreement_with_stuck_undos(revision: str) -> None:
+    """The opt-in fault class `stuck_undos`: every state of a path into a stuck start saga
+    (tests/test_stuck_undo.py), where its `undo-unhealthy` outcome is enabled and then the
+    saga is stuck, plus random reachable states of that configuration."""
+    cfg = Config(revision=revision, stuck_undos=True)
+    model = model_for(cfg)
+    path = walk_from_labels(cfg, START_UNDO_UNHEALTHY).states
+    assert check_states(model, [*path, *random_reachable_states(model, 30, seed=5)]) > 30
