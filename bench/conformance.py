@@ -28,9 +28,9 @@ from rich.table import Table  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from conformance.generate import generate_suite, write_suite  # noqa: E402
+from conformance.impl_fixtures import unique_schema  # noqa: E402
 from conformance.replay import Replayer  # noqa: E402
 from impl.history import HistoryRecorder  # noqa: E402
-from impl.testing import unique_schema  # noqa: E402
 from model.state import Config  # noqa: E402
 from model.trace import LoadedTrace, load_itf  # noqa: E402
 

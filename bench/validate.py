@@ -31,10 +31,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from conformance.history_file import load  # noqa: E402
+from conformance.history_run import record_free_run  # noqa: E402
 from conformance.history_steps import appearance_order, needed_bounds, steps_of  # noqa: E402
+from conformance.impl_fixtures import backend  # noqa: E402
 from conformance.validate import _cached_encoding, validate  # noqa: E402
-from impl.history_run import record_free_run  # noqa: E402
-from impl.testing import backend  # noqa: E402
 from model.state import Config  # noqa: E402
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -3,12 +3,16 @@
 `measure()` wraps the replay: coverage.py traces `impl/` with branch coverage while the
 traces run, and the result says, per file and in total, how many statements and branches
 the suite reached. Two totals are reported: all of `impl/`, and the protocol code alone,
-which leaves out the modules a plain trace replay cannot reach by design (`NOT_PROTOCOL`: the
-free-running stress driver and each replica's runner threads, the test helpers and the
-history recorder, which are driven by their own commands and tests). `lifecycle conformance --impl-coverage` measures the whole
-conformance run instead: replays, the histories recorded while replaying, the stress run
-and, with teeth, the replays with implementation defects on. (The scripted demo is not
-implementation code: it lives in `lifecycle/demo_cmd.py`.)
+which leaves out the two modules a plain trace replay cannot reach by design (`NOT_PROTOCOL`:
+each replica's runner threads, which only a free run starts, and the history recorder,
+which replays run in their second pass). `lifecycle conformance --impl-coverage` measures the
+whole conformance run instead: replays, the histories recorded while replaying, the stress
+run and, with teeth, the replays with implementation defects on.
+
+What drives the implementation from outside is not in `impl/` and is not measured: the
+stress driver and its history run (`conformance/free_run.py`, `conformance/history_run.py`),
+the test fixtures (`conformance/impl_fixtures.py`) and the scripted demo
+(`lifecycle/demo_cmd.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMPL = Path(__file__).resolve().parent.parent / "impl"
-NOT_PROTOCOL = ("free_run.py", "free_running.py", "testing.py", "history.py", "history_run.py")
+NOT_PROTOCOL = ("free_running.py", "history.py")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from model.state import Config
 from model.trace import LoadedTrace, load_itf
 from model.vocab import MUTANTS
 
-from .generate import generate_suite, write_suite
+from .generate import generate_suite, walk_from_labels, write_suite, write_walk
 from .replay import Mismatch, ReplayResult, replay_trace
 from .replay_history import replay_with_history
+from .scenarios import OPT_IN
 
 Schema = Callable[[], str | None]
 
@@ -38,11 +39,12 @@ class RevisionReport:
     detected: dict[str, tuple[str, Mismatch]] = field(default_factory=dict)
     missed: list[str] = field(default_factory=list)
     # the implementation's own histories: of every replay (conformance/replay_history.py)
-    # and of one free-running stress run (impl/history_run.py)
+    # and of one free-running stress run (conformance/history_run.py)
     histories: bool = False
     history_events: int = 0
     history_failures: dict[str, Mismatch] = field(default_factory=dict)
     stress: StressResult | None = None
+    opt_in: dict[str, int] = field(default_factory=dict)  # opt-in fault-class trace -> steps
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class RevisionReport:
                 "traces": self.traces, "events": self.history_events,
                 "unexplained": {p: m.render() for p, m in self.history_failures.items()}},
             "stress_history": None if self.stress is None else self.stress.to_json(),
+            "opt_in_traces": self.opt_in,
         }
 
 
@@ -94,14 +97,14 @@ class StressResult:
 
 def stress_history(revision: str, db_url: str, schema: Schema, seed: int, instances: int,
                    ops: int) -> StressResult:
-    """Record a free run of the implementation (impl/history_run.py) on `db_url` and check
+    """Record a free run of the implementation (conformance/history_run.py) on `db_url` and check
     every recorded step against the model (conformance/validate.py). On failure the history
     file is kept and named, so `lifecycle validate FILE` reruns the check."""
     import shutil
     import tempfile
 
-    from impl.history_run import record_free_run
-    from impl.testing import Backend
+    from conformance.history_run import record_free_run
+    from conformance.impl_fixtures import Backend
 
     from .history_file import HistoryError, load
     from .replay_history import keep
@@ -152,6 +155,15 @@ def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: i
         if res.mismatch is not None:
             rep.mismatches[p] = res.mismatch
     rep.seconds = time.perf_counter() - t0
+    for name, (labels, fault) in OPT_IN.items():  # opt-in fault classes: replay only
+        ocfg = Config(revision=revision, stuck_undos=fault == "stuck_undos",
+                      ambiguous_failures=fault == "ambiguous_failures")
+        op = write_walk(out / revision / f"opt-in-{name}.itf.json", ocfg,
+                        walk_from_labels(ocfg, labels), name)
+        res = replay(str(op), load_itf(op), None)
+        rep.opt_in[str(op)] = res.steps
+        if res.mismatch is not None:
+            rep.mismatches[str(op)] = res.mismatch
     if histories:
         rep.histories = True
         for p, tr in traces:

@@ -122,6 +122,13 @@ START_UNDO_UNHEALTHY: list[str] = [
     "instance-start.ENSURE_REGISTERED.undo(saga=0, outcome=undo-unhealthy)",
 ]
 
+# Paths of the opt-in fault classes (`model.state.Config` flags), which the generated suites
+# (default fault model) never contain; `lifecycle conformance` replays each on every revision.
+# Each entry: the path and the `Config` flag it needs.
+OPT_IN: dict[str, tuple[list[str], str]] = {
+    "start-undo-unhealthy": (START_UNDO_UNHEALTHY, "stuck_undos"),
+}
+
 # Hand-written paths from whose states generation searches last, only for the goals every
 # other search left undecided (so they change no walk and no earlier budget). A trace found
 # this way is shortest given its hand-written prefix, not overall.

@@ -69,8 +69,8 @@ def conformance(
 def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Path | None,
          out: Path, walks: int, seed: int, teeth: bool, last_mile: bool, histories: bool,
          stress_instances: int, stress_ops: int) -> bool:
+    from conformance.impl_fixtures import unique_schema
     from conformance.run import run_revision, write_json, write_junit
-    from impl.testing import unique_schema
 
     try:
         revs = [check_revision(r) for r in (revision or list(REVISIONS))]
@@ -104,6 +104,12 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
                   f"{r.actions[0]}/{r.actions[1]}", str(len(r.pairs)), str(len(r.mismatches)),
                   hist, stress, found)
     console.print(t)
+    for r in reports:
+        if r.opt_in:
+            bad = sum(1 for p in r.opt_in if p in r.mismatches)
+            console.print(f"{r.revision}: opt-in fault-class paths replayed: {len(r.opt_in)} "
+                          f"traces, {sum(r.opt_in.values())} steps, {bad} mismatches "
+                          "(counted in the mismatches column)")
     for r in reports:
         for mm in r.mismatches.values():
             console.print(mm.render(), markup=False, highlight=False)

@@ -200,9 +200,9 @@ def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None,
                   keep_history: Path | None = None, with_history: bool = False) -> int:
     """Replay each file; 0 when all conform, 1 at any mismatch. Bad input exits 2. With
     `with_history`, each replay's recorded history is validated too."""
+    from conformance.impl_fixtures import unique_schema
     from conformance.replay import replay_trace
     from conformance.replay_history import replay_with_history
-    from impl.testing import unique_schema
     from model.trace import TraceError, load_itf
 
     try:

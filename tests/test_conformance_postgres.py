@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conformance.generate import generate_suite, walk_from_labels, write_suite, write_walk
+from conformance.impl_fixtures import PG_SKIP_REASON, backend, pg_url
 from conformance.replay import ReplayResult, replay_trace
 from conformance.scenarios import STALE_REPORT
-from impl.testing import PG_SKIP_REASON, backend, pg_url
 from model.state import Config
 from model.trace import load_itf
 

@@ -124,8 +124,9 @@ def test_replay_measures_impl_branch_coverage(tmp_path: Path) -> None:
     assert 0 < doc["branch_coverage_percent"] < doc["protocol_branch_coverage_percent"] < 100
     upd = files["sagas/instance_update.py"]
     assert upd["missed_statements"] < upd["statements"]  # the update saga ran
-    free = files["free_run.py"]
-    assert free["missed_statements"] == free["statements"]  # the free-running driver did not
+    free = files["nexus/free_running.py"]
+    assert free["missed_statements"] > 0.8 * free["statements"]  # the replica threads did not
+    assert "free_run.py" not in files  # the stress driver is not implementation code
     # which lines and branches were missed, so a reader can see what the suite never ran
     assert len(free["missing_lines"]) == free["missed_statements"]
     assert len(free["missing_branches"]) == free["missed_branches"]

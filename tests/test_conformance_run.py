@@ -21,6 +21,10 @@ def test_conformance_command_reports(tmp_path: Path) -> None:
     [rep] = json.loads(js.read_text())
     assert rep["revision"] == "baseline" and rep["traces"] >= 1 and rep["steps"] > 0
     assert rep["mismatches"] == {}
+    # the paths of the opt-in fault classes are replayed too (a stuck start saga: 9 steps)
+    assert {Path(p).name: n for p, n in rep["opt_in_traces"].items()} == {
+        "opt-in-start-undo-unhealthy.itf.json": 9}
+    assert "opt-in fault-class paths replayed: 1 traces, 9 steps, 0 mismatches" in res.output
     # the implementation's own histories: of every replay, and of one stress run
     hist = rep["replay_histories"]
     assert hist["traces"] == rep["traces"] and hist["events"] > 0 and hist["unexplained"] == {}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.impl_fixtures import backend, controller, running_instance
 from impl.controller import Controller
 from impl.errors import NexusUnavailable
 from impl.executor.dag import Outcome
-from impl.testing import backend, controller, running_instance
 from model.vocab import ExternalState
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from conformance.impl_fixtures import PG_SKIP_REASON, backend, pg_url
 from impl.config import LifecycleConfig
 from impl.datastore import Datastore, determine_effective_state
 from impl.datastore.records import (
@@ -25,7 +26,6 @@ from impl.errors import (
     NotFound,
     UpdaterLockError,
 )
-from impl.testing import PG_SKIP_REASON, backend, pg_url
 from model.vocab import ExternalState, InstanceState, MigrationState, VmmState
 
 MakeDs = Callable[..., Datastore]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conformance.impl_fixtures import PG_SKIP_REASON, backend, pg_url
 from impl.config import LifecycleConfig
 from impl.datastore import Datastore
 from impl.errors import NexusCrashed
@@ -14,7 +15,6 @@ from impl.executor.context import SagaContext
 from impl.executor.dag import AwaitSaga, Node, Outcome, SagaResult
 from impl.executor.saga_executor import SagaExecutor, result_from_log
 from impl.ids import IdSource
-from impl.testing import PG_SKIP_REASON, backend, pg_url
 
 
 class ToyNexus:

@@ -7,11 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from impl.controller import Controller
-from impl.errors import BadRequest, Conflict, NotFound
-from impl.executor.dag import Outcome
-from impl.sagas import instance_update
-from impl.testing import (
+from conformance.impl_fixtures import (
     Fault,
     backend,
     controller,
@@ -20,6 +16,10 @@ from impl.testing import (
     running_instance,
     stopped_instance,
 )
+from impl.controller import Controller
+from impl.errors import BadRequest, Conflict, NotFound
+from impl.executor.dag import Outcome
+from impl.sagas import instance_update
 from model.vocab import ExternalState, InstanceState, MigrationState, VmmState
 
 S = ExternalState

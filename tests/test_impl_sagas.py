@@ -19,9 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from impl.controller import Controller
-from impl.executor.dag import Outcome
-from impl.testing import (
+from conformance.impl_fixtures import (
     PG_SKIP_REASON,
     Fault,
     backend,
@@ -32,6 +30,8 @@ from impl.testing import (
     running_instance,
     stopped_instance,
 )
+from impl.controller import Controller
+from impl.executor.dag import Outcome
 from model.vocab import ExternalState
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from conformance.free_run import FreeRun
+from conformance.impl_fixtures import PG_SKIP_REASON, backend, controller, pg_url, stopped_instance
 from impl.controller import Controller
 from impl.executor.dag import Outcome
-from impl.free_run import FreeRun
 from impl.invariants import quiescent_violations, stale_vmm_records
-from impl.testing import PG_SKIP_REASON, backend, controller, pg_url, stopped_instance
 from model.vocab import InstanceState, VmmState
 
 N_INSTANCES = 50

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from conformance.generate import walk_from_labels, write_walk
 from conformance.history_file import HistoryError, load
+from conformance.history_run import record_free_run
+from conformance.impl_fixtures import PG_SKIP_REASON, backend, pg_url
 from conformance.replay_history import replay_with_history
 from conformance.scenarios import STALE_REPORT
 from conformance.validate import validate
 from impl.controller import Controller
 from impl.history import HistoryRecorder
-from impl.history_run import record_free_run
-from impl.testing import PG_SKIP_REASON, backend, pg_url
 from lifecycle.cli import app
 from model.state import Config
 from model.trace import load_itf
@@ -389,8 +389,8 @@ def test_fast_explains_agrees_with_the_one_piece_query() -> None:
 def test_recorded_free_runs_stay_within_the_validators_slot_bound() -> None:
     """The free-run driver that records histories stops starting or migrating an instance at
     the validator's VMM slot bound; the two constants must agree."""
+    from conformance.history_run import VMM_BOUND
     from conformance.validate import MAX_SLOTS
-    from impl.history_run import VMM_BOUND
 
     assert VMM_BOUND == MAX_SLOTS
 

@@ -1,7 +1,7 @@
 """A replica running on its own: its saga-runner and background-task threads (free running).
 
 Trace replay and the controller drive a `Nexus` step by step from one thread. Free running
-(impl/free_run.py, the stress runs) instead gives each replica two threads, the way a real
+(conformance/free_run.py, the stress runs) instead gives each replica two threads, the way a real
 Nexus process runs:
 
 * the saga runner steps every runnable saga, with outcomes from a fault policy; a crash

@@ -1,4 +1,5 @@
-"""Free running: several Nexus replicas with threads over one database (issue §6b).
+"""Free running: several Nexus replicas with threads over one database (issue §6b): the
+stress driver of the implementation (a client of `impl/`, not part of it).
 
 `FreeRun` wraps a `Controller` (same datastore, fleet and replicas) and adds:
 

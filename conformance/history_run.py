@@ -1,6 +1,6 @@
-"""A free run (impl/free_run.py) with history recording on, for validation tests and benches.
+"""A free run (conformance/free_run.py) with history recording on, for validation tests and benches.
 
-`python -m impl.history_run OUT.jsonl [--db URL] [--revision R] [--mutant M] [--seed N]
+`python -m conformance.history_run OUT.jsonl [--db URL] [--revision R] [--mutant M] [--seed N]
 [--instances N] [--ops N]` records one; `lifecycle validate OUT.jsonl` checks it.
 """
 
@@ -10,9 +10,9 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from impl.free_run import FreeRun
+from conformance.free_run import FreeRun
+from conformance.impl_fixtures import Backend, controller, stopped_instance
 from impl.history import HistoryRecorder
-from impl.testing import Backend, controller, stopped_instance
 
 VMM_BOUND = 6  # conformance/validate.py MAX_SLOTS (impl/ does not import conformance/)
 FAST_PERIODS = {"instance_updater": 0.05, "abandoned_vmm_reaper": 0.1, "instance_watcher": 0.07}
@@ -42,9 +42,9 @@ def record_free_run(path: str | Path, backend: Backend, revision: str = "baselin
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from impl.testing import unique_schema
+    from conformance.impl_fixtures import unique_schema
 
-    ap = argparse.ArgumentParser(prog="python -m impl.history_run")
+    ap = argparse.ArgumentParser(prog="python -m conformance.history_run")
     ap.add_argument("out")
     ap.add_argument("--db", default="sqlite://")
     ap.add_argument("--revision", default="baseline")
