@@ -35,7 +35,6 @@ from sqlalchemy import (
 
 from impl.datastore import schema
 from impl.datastore.enums import instance_state, migration_state, vmm_state
-from impl.executor.saga_executor import result_from_log
 from model.actions import Model
 from model.state import IDLE, NONE, STUCK, UNWIND
 from model.step import State
@@ -111,8 +110,7 @@ def impl_saga_label(ctrl: Controller, saga_id: str) -> str:
     mode and the model node the saga runs next."""
     found = find_run(ctrl, saga_id)
     if found is None:
-        res = result_from_log(ctrl.datastore, saga_id)
-        return "stuck" if res is not None and res.state == "stuck" else "idle"
+        return "stuck" if _finished_state(ctrl, saga_id) == "stuck" else "idle"
     ex, run = found
     mode = "FWD" if run.mode == "running" else "UNWIND"
     nxt = ex._next(run)
@@ -124,6 +122,18 @@ def impl_saga_label(ctrl: Controller, saga_id: str) -> str:
         idx = nxt[0]
     name = run.nodes[idx].name
     return f"{mode}@{group_of(run.name, name) or 'impl:' + name}"
+
+
+def _finished_state(ctrl: Controller, saga_id: str) -> str | None:
+    """How a saga that no executor runs ended: from the executor that finished it, else
+    (it finished before a crash) from the saga's row; this runs for every bound saga slot
+    at every replay step, so the saga's events are not read."""
+    for nx in ctrl.nexuses.values():
+        res = nx.executor._results.get(saga_id)
+        if res is not None:
+            return res.state
+    row = ctrl.datastore.saga_fetch(saga_id)
+    return None if row is None else row.state
 
 
 class _Slots:

@@ -256,8 +256,8 @@ class Replayer:
         finally:
             self.oracle.free = False
         panicked = sorted(sid for nx in self.ctrl.nexuses.values() for sid in nx.executor.panicked)
-        stuck = sorted(v for v in last
-                       if (v.endswith("_mode") or "_mode." in v) and int(last[v]) == STUCK)
+        stuck = sorted({sd.var("mode", n) for sd in self.model.sagas for n in range(sd.slots)
+                        if int(last[sd.var("mode", n)]) == STUCK})
         if stuck:
             # a stuck saga (opt-in `stuck_undos`) keeps what it holds until an operator acts
             # (SPEC "Saga semantics"): the leak checks cannot apply, only the rest of settling
