@@ -46,7 +46,7 @@ from .goals import (
     seed_paths,
     stored_proof,
 )
-from .scenarios import DIRECTED, LAST_RESORT
+from .scenarios import DIRECTED, DIRECTED_ONLY, LAST_RESORT, LAST_RESORT_ONLY
 
 
 @dataclass
@@ -189,7 +189,8 @@ def generate_suite(cfg: Config, seed: int = 0, walks: int = 400, length: int = 3
     root = Walk([], [model.layout.fresh_state()], [])
     suite.covered[pair_of(model, root.states[0])] = 0
     archive: dict[tuple[object, ...], Walk] = {_cell(root.states[0]): root}
-    fixed = [walk_from_labels(cfg, labels) for labels in DIRECTED.values()]
+    fixed = [walk_from_labels(cfg, labels) for name, labels in DIRECTED.items()
+             if DIRECTED_ONLY.get(name, cfg.revision) == cfg.revision]
     fixed += [Walk(list(lt.labels), list(lt.states), []) for lt in regression_traces(cfg)]
     for d in fixed:  # always part of the suite
         d.new_goals = sorted({g for n, lab in enumerate(d.labels, start=1)
@@ -377,9 +378,13 @@ def path_goals(model: Model) -> Callable[[str, list[str], list[State]], set[str]
 
 def last_resort_paths(cfg: Config) -> tuple[list[tuple[str, Walk]], list[str]]:
     """The hand-written paths of `LAST_RESORT` that are paths of `cfg`'s revision, as walks,
-    and the names of those that are not."""
+    and the names of those that are not (or are kept for another revision:
+    `LAST_RESORT_ONLY`)."""
     paths, skipped = [], []
     for name, labels in LAST_RESORT.items():
+        if LAST_RESORT_ONLY.get(name, cfg.revision) != cfg.revision:
+            skipped.append(name)
+            continue
         try:
             paths.append((name, walk_from_labels(cfg, labels)))
         except ValueError:

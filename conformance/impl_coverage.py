@@ -72,6 +72,7 @@ class ImplCoverage:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "impl_digest": impl_digest(),
             "branch_coverage_percent": round(self.total_percent, 2),
             "protocol_branch_coverage_percent": round(self.protocol_percent, 2),
             "not_protocol": list(NOT_PROTOCOL),
@@ -82,6 +83,66 @@ class ImplCoverage:
                                "missing_branches": [list(b) for b in f.missing_branches]}
                       for f in self.files},
         }
+
+
+def impl_digest() -> str:
+    """A digest of the source of `impl/` (every .py file, by path and content): two reports
+    can be combined only if they measured the same code."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(IMPL.rglob("*.py")):
+        h.update(str(f.relative_to(IMPL)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+class CoverageReportError(ValueError):
+    """A report that cannot be read or combined (malformed, or measured other code)."""
+
+
+def load_report(path: Path) -> ImplCoverage:
+    """An `--impl-coverage` JSON report, checked against the code of `impl/` as it is now."""
+    try:
+        doc = json.loads(path.read_text())
+        files = doc["files"]
+        digest = doc["impl_digest"]
+        out = ImplCoverage([FileCoverage(
+            name, int(e["statements"]), int(e["missed_statements"]), int(e["branches"]),
+            int(e["missed_branches"]), tuple(int(x) for x in e["missing_lines"]),
+            tuple((int(a), int(b)) for a, b in e["missing_branches"]))
+            for name, e in sorted(files.items())])
+    except OSError as e:
+        raise CoverageReportError(f"{path}: cannot read: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CoverageReportError(f"{path}: not an --impl-coverage report ({e!r})") from None
+    if digest != impl_digest():
+        raise CoverageReportError(
+            f"{path}: stale report: it measured impl/ at digest {digest}, the code here is "
+            f"{impl_digest()}; measure again")
+    return out
+
+
+def union(reports: list[ImplCoverage]) -> ImplCoverage:
+    """What any of the reports reached: a line or branch is missed only if every report
+    missed it. The reports must have measured the same files (`load_report` checks that
+    they measured this code)."""
+    if not reports:
+        raise CoverageReportError("no report to combine")
+    first = {f.path: f for f in reports[0].files}
+    out = []
+    for path, f in first.items():
+        missing_lines = set(f.missing_lines)
+        missing_branches = set(f.missing_branches)
+        for r in reports[1:]:
+            g = next((x for x in r.files if x.path == path), None)
+            if g is None or (g.statements, g.branches) != (f.statements, f.branches):
+                raise CoverageReportError(f"the reports measured {path} differently")
+            missing_lines &= set(g.missing_lines)
+            missing_branches &= set(g.missing_branches)
+        out.append(FileCoverage(path, f.statements, len(missing_lines), f.branches,
+                                len(missing_branches), tuple(sorted(missing_lines)),
+                                tuple(sorted(missing_branches))))
+    return ImplCoverage(out)
 
 
 class CoverageUnavailable(RuntimeError):

@@ -16,10 +16,11 @@ from xml.etree import ElementTree as ET
 
 from model.actions import model_for
 from model.state import Config
-from model.trace import LoadedTrace, load_itf
+from model.trace import LoadedTrace, TraceError, load_itf
 from model.vocab import MUTANTS
 
-from .generate import generate_suite, walk_from_labels, write_suite, write_walk
+from .coverage import goals_of_step
+from .generate import Suite, generate_suite, walk_from_labels, write_suite, write_walk
 from .replay import Mismatch, ReplayResult, replay_trace
 from .replay_history import replay_with_history
 from .scenarios import OPT_IN
@@ -130,20 +131,69 @@ def stress_history(revision: str, db_url: str, schema: Schema, seed: int, instan
     return out
 
 
+class SuiteError(ValueError):
+    """A stored suite (`--suite`) that cannot be used: missing, of another revision or model
+    revision, or with a malformed trace."""
+
+
+def load_suite(cfg: Config, folder: Path) -> tuple[Suite, list[tuple[str, LoadedTrace]]]:
+    """The suite `lifecycle traces generate` wrote to `folder` for `cfg`'s revision: every
+    trace its `goals.json` lists, loaded and checked against the model (a trace of another
+    revision, model revision or with defects is refused). What the suite covers is computed
+    again from the traces, not read from the file; what the file says Z3 proved or left
+    undecided is kept for the report."""
+    manifest = folder / "goals.json"
+    try:
+        doc = json.loads(manifest.read_text())
+        names = [str(n) for n in doc["traces"]]
+    except OSError:
+        raise SuiteError(f"{manifest}: no suite here (write one with `lifecycle traces "
+                         f"generate -r {cfg.revision} --out {folder}`)") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise SuiteError(f"{manifest}: not a suite manifest ({e!r})") from None
+    if doc.get("revision") != cfg.revision or doc.get("mutants"):
+        raise SuiteError(f"{manifest}: a suite of {doc.get('revision')!r} with defects "
+                         f"{doc.get('mutants')}, not of {cfg.revision!r} without defects")
+    model = model_for(cfg)
+    suite = Suite(cfg)
+    traces: list[tuple[str, LoadedTrace]] = []
+    for name in names:
+        p = folder / name
+        try:
+            tr = load_itf(p)
+        except TraceError as e:
+            raise SuiteError(str(e)) from None
+        if tr.cfg != cfg:
+            raise SuiteError(f"{p}: a trace of {tr.cfg.describe()}, not of {cfg.describe()}")
+        for n, lab in enumerate(tr.labels, start=1):
+            for g in goals_of_step(model, lab, tr.states[n]):
+                suite.covered.setdefault(g, len(traces))
+        traces.append((str(p), tr))
+    cats = doc.get("categories", {})
+    suite.unreachable = [g for c in cats.values() for g in c.get("unreachable", [])]
+    suite.undecided = dict(doc.get("undecided", {}))
+    return suite, traces
+
+
 def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: int, seed: int,
                  teeth: bool = True, last_mile: bool = True, histories: bool = True,
-                 stress_instances: int = 6, stress_ops: int = 400) -> RevisionReport:
-    """Generate the revision's suite and replay it; with `histories`, replay it once more
-    with the implementation's history recorder on and validate every recorded history, and
-    validate the history of one free-running stress run (`stress_ops` random requests on
+                 stress_instances: int = 6, stress_ops: int = 400,
+                 suite_dir: Path | None = None) -> RevisionReport:
+    """Generate the revision's suite (or, with `suite_dir`, load the one stored there for it:
+    `load_suite`) and replay it; with `histories`, replay it once more with the
+    implementation's history recorder on and validate every recorded history, and validate
+    the history of one free-running stress run (`stress_ops` random requests on
     `stress_instances` instances, random seed `seed`; none with `stress_ops` 0); with
     `teeth`, replay it once per implementation defect."""
     cfg = Config(revision=revision)
-    suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile)
-    paths = write_suite(suite, out / revision, seed)
-    rep = RevisionReport(revision, len(paths), actions=suite.action_coverage(model_for(cfg)),
+    if suite_dir is not None:
+        suite, traces = load_suite(cfg, suite_dir / revision)
+    else:
+        suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile)
+        paths = write_suite(suite, out / revision, seed)
+        traces = [(str(p), load_itf(p)) for p in paths]
+    rep = RevisionReport(revision, len(traces), actions=suite.action_coverage(model_for(cfg)),
                          pairs=suite.pairs())
-    traces: list[tuple[str, LoadedTrace]] = [(str(p), load_itf(p)) for p in paths]
 
     def replay(p: str, tr: LoadedTrace, mutants: tuple[str, ...] | None) -> ReplayResult:
         return replay_trace(tr, p, db_url, schema(), mutants)

@@ -133,6 +133,12 @@ class SimSleds:
         got = self.slots.sled_migration_side(s, m, side)
         return None if got is None else MigrationSide(*got)
 
+    def _peer_completed(self, s: State, m: int, peer: str) -> bool:
+        """The other side (`peer`: "src" or "tgt") of migration slot `m` completed, as the
+        model's sled sees it: the hand-over happened."""
+        got = self.slots.sled_migration_side(s, m, peer)
+        return got is not None and got[1] == MigrationState.COMPLETED
+
     def _peer_id(self, s: State, m: int, which: str) -> str | None:
         if m == NONE:
             return None
@@ -169,6 +175,8 @@ class SimSleds:
                 migration_out=self._mig_side(s, m_out, "src"),
                 migration_source=self._peer_id(s, m_in, "src"),
                 migration_target=self._peer_id(s, m_out, "tgt"),
+                handed_over=self._peer_completed(s, m_in, "src")
+                or self._peer_completed(s, m_out, "tgt"),
             )
 
     # ------------------------------------------------------------------ views
@@ -384,8 +392,10 @@ def _request_while_migrating_out(model: View, sim: View) -> bool:
 
 def _needs_live_peer(model: View, sim: View) -> bool:
     """A migration side completes in the model once the other side has not failed (its VMM
-    may be gone); the simulated side completes only while the peer VMM is still on its sled,
-    and fails otherwise (`SimSledAgent.advance`): a source stays up, a target is torn down."""
+    may be gone); the simulated side completes only while the peer VMM is still on its sled
+    or after the peer completed its own side (the hand-over), and fails otherwise
+    (`SimSledAgent.advance`): a source stays up, a target is torn down. So they differ only
+    when the peer vanished mid-migration."""
     source = (model[2] == MigrationState.COMPLETED.name
               and sim[2] == MigrationState.FAILED.name and sim[:2] == model[:2])
     target = model[1] == MigrationState.COMPLETED.name and sim[0] == "ended"

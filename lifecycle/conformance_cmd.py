@@ -41,6 +41,11 @@ def conformance(
         None, "--impl-coverage",
         help="Measure the branch coverage of impl/ reached by the whole run (coverage.py); "
              "print it and write a JSON report here."),
+    suite: Path = typer.Option(
+        None, "--suite",
+        help="Replay the suites that `lifecycle traces generate -r R --out DIR/R` wrote "
+             "(with Z3's coverage goals) instead of generating walk-only ones; --walks and "
+             "--last-mile then do not apply."),
 ) -> None:
     """Generate each revision's suite, replay it against the implementation and check that
     every implementation defect makes some trace fail.
@@ -58,7 +63,7 @@ def conformance(
         raise typer.Exit(2) from None
     with cov_ctx as cov:
         ok = _run(revision, db, junit, json_path, out, walks, seed, teeth, last_mile,
-                  histories, stress_instances, stress_ops)
+                  histories, stress_instances, stress_ops, suite)
     if impl_coverage is not None:
         from .traces_cmd import print_impl_coverage
 
@@ -68,9 +73,10 @@ def conformance(
 
 def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Path | None,
          out: Path, walks: int, seed: int, teeth: bool, last_mile: bool, histories: bool,
-         stress_instances: int, stress_ops: int) -> bool:
+         stress_instances: int, stress_ops: int, suite: Path | None = None) -> bool:
     from conformance.impl_fixtures import unique_schema
-    from conformance.run import run_revision, write_json, write_junit
+    from conformance.run import SuiteError, load_suite, run_revision, write_json, write_junit
+    from model.state import Config
 
     try:
         revs = [check_revision(r) for r in (revision or list(REVISIONS))]
@@ -85,8 +91,15 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
     def schema() -> str | None:
         return unique_schema("lc_conf") if pg else None
 
+    if suite is not None:
+        try:  # every stored suite is checked before anything runs
+            for rev in revs:
+                load_suite(Config(revision=rev), suite / rev)
+        except SuiteError as e:
+            err.print(f"[bold red]error:[/] --suite: {e}", soft_wrap=True)
+            raise typer.Exit(2) from None
     reports = [run_revision(r, out, db, schema, walks, seed, teeth, last_mile, histories,
-                            stress_instances, stress_ops)
+                            stress_instances, stress_ops, suite)
                for r in revs]
     t = Table(title="conformance")
     for col in ("revision", "traces", "steps", "steps/s", "actions", "pairs", "mismatches",

@@ -1,4 +1,5 @@
-"""`lifecycle traces generate|replay`: the conformance suite's trace commands (issue 4)."""
+"""`lifecycle traces generate|lemmas|replay|coverage`: the conformance suite's trace commands
+(issue 4)."""
 
 from __future__ import annotations
 
@@ -173,7 +174,23 @@ def replay(
     raise typer.Exit(failed)
 
 
-def print_impl_coverage(cov: ImplCoverage, path: Path, what: str) -> None:
+@traces_app.command("coverage")
+def coverage(
+    reports: list[Path] = typer.Argument(..., help="--impl-coverage JSON reports."),
+    json_out: Path = typer.Option(None, "--json", help="Write the combined report here."),
+) -> None:
+    """Combine --impl-coverage reports (say, one conformance run per engine): a statement or
+    branch counts as reached if any run reached it. Reports of other code are refused."""
+    from conformance.impl_coverage import CoverageReportError, load_report, union
+
+    try:
+        cov = union([load_report(p) for p in reports])
+    except CoverageReportError as e:
+        raise _usage(str(e)) from None
+    print_impl_coverage(cov, json_out, f"{len(reports)} reports combined")
+
+
+def print_impl_coverage(cov: ImplCoverage, path: Path | None, what: str) -> None:
     """Print the per-file table and the totals, and write the JSON report to `path`."""
     import json
 
@@ -191,9 +208,10 @@ def print_impl_coverage(cov: ImplCoverage, path: Path, what: str) -> None:
     console.print(f"impl/ branch coverage: {cov.total_percent:.1f}% overall, "
                   f"{cov.protocol_percent:.1f}% of the protocol code (without "
                   f"{', '.join(f.path for f in cov.files if f not in cov.protocol_files)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cov.as_json(), indent=2) + "\n")
-    console.print(f"wrote {path}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cov.as_json(), indent=2) + "\n")
+        console.print(f"wrote {path}")
 
 
 def _replay_files(files: list[Path], db: str, impl_mutant: list[str] | None,

@@ -35,7 +35,7 @@ def main() -> None:
     proof = stored_proof(model, enc)
     paths, skipped = last_resort_paths(cfg)
     for name in skipped:
-        print(f"{name}: not a path of {a.revision}, skipped")
+        print(f"{name}: not a path of {a.revision} (or kept for another revision), skipped")
     t0 = time.perf_counter()
     res = bmc_search(model, enc, a.goals.split(","), _prefix_starts(paths, 1), path_goals(model),
                      max_depth=a.depth, goal_seconds=a.seconds, lemmas=proof.lemmas)

@@ -44,3 +44,62 @@ def test_conformance_command_reports(tmp_path: Path) -> None:
 def test_conformance_command_bad_usage() -> None:
     res = CliRunner().invoke(app, ["conformance", "--revision", "nope"])
     assert res.exit_code == 2
+
+
+def _stored_suite(folder: Path, revision: str = "baseline") -> Path:
+    """A small stored suite, laid out as `lifecycle traces generate --out DIR/<revision>`
+    writes it: two directed paths and their manifest."""
+    from conformance.generate import walk_from_labels, write_walk
+    from conformance.scenarios import DIRECTED
+    from model.state import Config
+
+    cfg = Config(revision=revision)
+    out = folder / revision
+    out.mkdir(parents=True)
+    names = []
+    for name in ("stale-report", "start-race"):
+        p = write_walk(out / f"{name}.itf.json", cfg, walk_from_labels(cfg, DIRECTED[name]),
+                       name)
+        names.append(p.name)
+    (out / "goals.json").write_text(json.dumps({"revision": revision, "mutants": [],
+                                                "traces": names, "categories": {},
+                                                "undecided": {}}))
+    return folder
+
+
+def test_conformance_replays_a_stored_suite(tmp_path: Path) -> None:
+    """`--suite DIR`: the suite `traces generate` stored (with Z3's coverage goals) is
+    replayed instead of a generated walk-only one; coverage is computed from its traces."""
+    suite = _stored_suite(tmp_path / "suite")
+    js = tmp_path / "c.json"
+    res = CliRunner().invoke(app, ["conformance", "-r", "baseline", "--suite", str(suite),
+                                   "--out", str(tmp_path / "out"), "--json", str(js),
+                                   "--no-teeth", "--stress-ops", "0"])
+    assert res.exit_code == 0, res.output
+    [rep] = json.loads(js.read_text())
+    assert rep["traces"] == 2 and rep["mismatches"] == {}
+    steps = sum(len(json.loads(p.read_text())["#meta"]["actions"])
+                for p in (suite / "baseline").glob("*.itf.json"))
+    assert rep["steps"] == steps
+    assert rep["replay_histories"]["traces"] == 2
+    assert "pair:STARTING/STARTING" in rep["pairs"]  # computed from the traces
+
+
+def test_conformance_refuses_a_suite_it_cannot_use(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["conformance", "-r", "baseline", "--suite", str(tmp_path)])
+    assert res.exit_code == 2 and "no suite here" in res.output
+    suite = _stored_suite(tmp_path / "s")
+    res = runner.invoke(app, ["conformance", "-r", "rfd486", "--suite", str(suite)])
+    assert res.exit_code == 2  # there is no rfd486 suite in it
+    (suite / "rfd486").mkdir()
+    (suite / "rfd486" / "goals.json").write_text(
+        (suite / "baseline" / "goals.json").read_text())
+    res = runner.invoke(app, ["conformance", "-r", "rfd486", "--suite", str(suite)])
+    assert res.exit_code == 2 and "not of 'rfd486'" in res.output
+    trace = suite / "baseline" / "start-race.itf.json"
+    doc = json.loads(trace.read_text())
+    doc["#meta"]["model-revision"] = "lifecycle-model/1"
+    trace.write_text(json.dumps(doc))
+    res = runner.invoke(app, ["conformance", "-r", "baseline", "--suite", str(suite)])
+    assert res.exit_code == 2 and "regenerate the trace" in res.output

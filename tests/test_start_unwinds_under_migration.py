@@ -13,6 +13,9 @@ MIGRATING/SAGA_UNWOUND with every invariant holding.
 
 On the baseline the path goes on to a second start under the stale migration ids
 (`RESTART_UNDER_STALE_MIGRATION`, stored for generation's last pass): the pair
+MIGRATING/STARTING; and on from there to an unwound VMM left active
+(`UNWOUND_VMM_LEFT_ACTIVE`): STOPPED/SAGA_UNWOUND. On rfd486 the instance-watcher leads to
+the same kind of restart (`RESTART_AFTER_WATCHER`): MIGRATING/CREATING, then
 MIGRATING/STARTING.
 """
 
@@ -23,13 +26,20 @@ from pathlib import Path
 import pytest
 
 from conformance.coverage import pair_of
-from conformance.generate import walk_from_labels, write_walk
+from conformance.generate import last_resort_paths, walk_from_labels, write_walk
 from conformance.replay import replay_trace
-from conformance.scenarios import RESTART_UNDER_STALE_MIGRATION, START_UNWINDS_UNDER_MIGRATION
+from conformance.scenarios import (
+    RESTART_AFTER_WATCHER,
+    RESTART_OVER_UNWOUND_VMM,
+    RESTART_UNDER_STALE_MIGRATION,
+    START_RACE,
+    START_UNWINDS_UNDER_MIGRATION,
+    UNWOUND_VMM_LEFT_ACTIVE,
+)
 from model.actions import model_for
 from model.bmc import eval_concrete
 from model.invariants import INVARIANTS
-from model.state import Config
+from model.state import FWD, IDLE, UNWIND, Config
 from model.step import apply
 from model.trace import load_itf
 
@@ -113,7 +123,103 @@ def test_search_beyond_finds_the_last_step_from_the_stored_path() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
     k = lines.index(next(x for x in lines if x.startswith("found pair:MIGRATING/STARTING")))
-    assert "1 step past restart-under-stale-migration-30, 31 in all" in lines[k]
+    # one step past a state of a stored path that extends the restart path (the restart
+    # path's own last state, or a state of unwound-vmm-left-active, which extends it)
+    assert ": 1 step past " in lines[k]
     path = json.loads(lines[k + 1])
-    assert path[:30] == RESTART_UNDER_STALE_MIGRATION and len(path) == 31
+    assert path[:30] == RESTART_UNDER_STALE_MIGRATION
+    assert _run("baseline", path)[-1][0] == "pair:MIGRATING/STARTING"
     assert not any(x.startswith("undecided") for x in lines)
+
+
+# the steps the last pass adds to the two paths that extend the ones above
+UNWIND_CREATE_VMM_RECORD = "instance-start.CREATE_VMM_RECORD.undo(saga=1, outcome=undo)"
+ENSURE_REGISTERED = "instance-start.ENSURE_REGISTERED(saga=1, outcome=ok)"
+
+
+def test_an_unwound_vmm_left_active_shows_stopped_saga_unwound() -> None:
+    """Baseline, past the restart: the migration fails, the updater's commit clears the stale
+    ids and moves the generation; the second start saga fails at DPD_ENSURE, its
+    MARK_AS_STARTING undo misses the generation, and its CREATE_VMM_RECORD undo marks the
+    still-active VMM (generation 1: it never had a report) SagaUnwound. The baseline shows
+    that as Stopped: the pair STOPPED/SAGA_UNWOUND, with every invariant holding (a start
+    may take the slot over)."""
+    steps = _run("baseline", [*UNWOUND_VMM_LEFT_ACTIVE, UNWIND_CREATE_VMM_RECORD])
+    assert len(steps) == 42
+    assert steps[30] == ("pair:MIGRATING/STARTING", [])
+    assert all(not bad for _, bad in steps[30:])
+    assert steps[-1] == ("pair:STOPPED/SAGA_UNWOUND", [])
+
+
+def test_rfd486_restarts_under_the_stale_migration_after_the_watcher() -> None:
+    """rfd486: the watcher finds the unwound start's VMM gone and marks it Failed; the update
+    saga's commit keeps the migration ids (F1's invariants, steps 24-27); a second start links
+    a Creating VMM under them (MIGRATING/CREATING) and its registration moves it to Starting:
+    MIGRATING/STARTING."""
+    steps = _run("rfd486", [*RESTART_AFTER_WATCHER, ENSURE_REGISTERED])
+    assert len(steps) == 30
+    assert all(not bad for _, bad in steps[:23])
+    assert all(bad == F1 for _, bad in steps[23:27]), steps[23:27]
+    assert steps[27] == ("pair:MIGRATING/CREATING", [])
+    assert steps[-1] == ("pair:MIGRATING/STARTING", [])
+
+
+def test_the_last_pass_searches_each_revisions_own_paths() -> None:
+    def names(revision: str) -> tuple[list[str], list[str]]:
+        paths, skipped = last_resort_paths(Config(revision=revision))
+        return [n for n, _ in paths], skipped
+
+    assert names("baseline") == (["start-unwinds-under-migration",
+                                  "restart-under-stale-migration", "unwound-vmm-left-active"],
+                                 ["restart-after-watcher"])
+    assert names("rfd486") == (["start-unwinds-under-migration", "restart-after-watcher"],
+                               ["restart-under-stale-migration", "unwound-vmm-left-active"])
+
+
+@pytest.mark.parametrize(("revision", "path", "pair"), [
+    ("baseline", [*UNWOUND_VMM_LEFT_ACTIVE, UNWIND_CREATE_VMM_RECORD], "STOPPED/SAGA_UNWOUND"),
+    ("rfd486", [*RESTART_AFTER_WATCHER, ENSURE_REGISTERED], "MIGRATING/STARTING"),
+])
+def test_the_extended_paths_replay_without_a_mismatch(revision: str, path: list[str],
+                                                       pair: str, tmp_path: Path) -> None:
+    cfg = Config(revision=revision)
+    p = write_walk(tmp_path / "path.itf.json", cfg, walk_from_labels(cfg, path), pair)
+    res = replay_trace(load_itf(p), str(p))
+    assert res.ok and res.steps == len(path), res.mismatch and res.mismatch.render()
+
+
+def test_a_restart_takes_over_the_unwound_vmms_slot_on_rfd486() -> None:
+    """The directed path restart-over-unwound-vmm: after the unwound start, the migration
+    fails and the updater clears it (FAILED/SAGA_UNWOUND); a start is accepted from Failed,
+    its MARK_AS_STARTING takes over the slot of the SagaUnwound VMM (what #5749's SagaUnwound
+    is for), the saga runs to its end, and the reaper soft-deletes both unwound VMMs."""
+    steps = _run("rfd486", RESTART_OVER_UNWOUND_VMM)
+    assert len(steps) == 42
+    assert all(not bad for _, bad in steps)
+    assert steps[20][0] == "pair:MIGRATING/SAGA_UNWOUND"
+    assert steps[31][0] == "pair:FAILED/SAGA_UNWOUND"
+    assert steps[35][0] == "pair:STARTING/CREATING"  # MARK_AS_STARTING took the slot over
+    assert steps[-1][0] == "pair:STARTING/STARTING"
+    with pytest.raises(ValueError):
+        walk_from_labels(Config(revision="baseline"), RESTART_OVER_UNWOUND_VMM)
+
+
+@pytest.mark.parametrize("revision", ["baseline", "rfd486"])
+def test_a_start_race_unwinds_the_second_start(revision: str) -> None:
+    """Two starts accepted back to back: the second saga's MARK_AS_STARTING meets the
+    first one's VMM (not SagaUnwound), fails on its own verdict and unwinds."""
+    steps = _run(revision, START_RACE)
+    assert all(not bad for _, bad in steps)
+    s = walk_from_labels(Config(revision=revision), START_RACE).states
+    assert (s[8]["st_mode.1"], s[9]["st_mode.1"]) == (FWD, UNWIND)  # MARK began the unwind
+    assert s[-1]["st_mode.1"] == IDLE and s[-1]["i_active"] == 0  # the first start's VMM
+
+
+@pytest.mark.parametrize(("revision", "path"), [
+    ("baseline", START_RACE), ("rfd486", START_RACE), ("rfd486", RESTART_OVER_UNWOUND_VMM)])
+def test_the_directed_paths_replay_without_a_mismatch(revision: str, path: list[str],
+                                                      tmp_path: Path) -> None:
+    cfg = Config(revision=revision)
+    p = write_walk(tmp_path / "path.itf.json", cfg, walk_from_labels(cfg, path), "directed")
+    res = replay_trace(load_itf(p), str(p))
+    assert res.ok and res.steps == len(path), res.mismatch and res.mismatch.render()

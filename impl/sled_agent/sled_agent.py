@@ -206,17 +206,23 @@ class SimSledAgent:
         if step == "migrate_in":
             assert vmm.migration_in is not None
             src = self._peer(vmm.migration_source) if vmm.migration_source else None
-            ok = self._migration_ok(vmm.migration_in.migration_id) and src is not None
+            ok = self._migration_ok(vmm.migration_in.migration_id) and (
+                src is not None or vmm.handed_over)
             vmm.migration_in.state = MigrationState.COMPLETED if ok else MigrationState.FAILED
             vmm.migration_in.gen += 1
             vmm.requested = "run"
+            if ok and src is not None:
+                src.handed_over = True
             vmm.set(Propolis.RUNNING if ok else Propolis.DESTROYED)
         elif step == "migrate_out":
             assert vmm.migration_out is not None
             dst = self._peer(vmm.migration_target) if vmm.migration_target else None
-            ok = self._migration_ok(vmm.migration_out.migration_id) and dst is not None
+            ok = self._migration_ok(vmm.migration_out.migration_id) and (
+                dst is not None or vmm.handed_over)
             vmm.migration_out.state = MigrationState.COMPLETED if ok else MigrationState.FAILED
             vmm.migration_out.gen += 1
+            if ok and dst is not None:
+                dst.handed_over = True
             vmm.set(Propolis.MIGRATING if ok else Propolis.RUNNING)
         elif step == "run":
             vmm.requested = "run" if vmm.requested == "reboot" else vmm.requested

@@ -36,6 +36,9 @@ class SimVmm:
     migration_out: MigrationSide | None = None
     migration_source: str | None = None  # for a target: the source VMM id
     migration_target: str | None = None  # for a source: the target VMM id
+    # the peer of this VMM's migration completed its side: the hand-over happened, so this
+    # side completes too, even if the peer has ended since
+    handed_over: bool = False
 
     def report(self) -> SledVmmState:
         return SledVmmState(
