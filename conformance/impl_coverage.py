@@ -115,10 +115,11 @@ def load_report(path: Path) -> ImplCoverage:
         raise CoverageReportError(f"{path}: cannot read: {e.strerror}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CoverageReportError(f"{path}: not an --impl-coverage report ({e!r})") from None
-    if digest != impl_digest():
+    here = impl_digest()
+    if digest != here:
         raise CoverageReportError(
             f"{path}: stale report: it measured impl/ at digest {digest}, the code here is "
-            f"{impl_digest()}; measure again")
+            f"{here}; measure again")
     return out
 
 
@@ -128,13 +129,14 @@ def union(reports: list[ImplCoverage]) -> ImplCoverage:
     they measured this code)."""
     if not reports:
         raise CoverageReportError("no report to combine")
-    first = {f.path: f for f in reports[0].files}
+    others = [{g.path: g for g in r.files} for r in reports[1:]]
     out = []
-    for path, f in first.items():
+    for f in reports[0].files:
+        path = f.path
         missing_lines = set(f.missing_lines)
         missing_branches = set(f.missing_branches)
-        for r in reports[1:]:
-            g = next((x for x in r.files if x.path == path), None)
+        for files in others:
+            g = files.get(path)
             if g is None or (g.statements, g.branches) != (f.statements, f.branches):
                 raise CoverageReportError(f"the reports measured {path} differently")
             missing_lines &= set(g.missing_lines)

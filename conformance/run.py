@@ -140,8 +140,7 @@ def load_suite(cfg: Config, folder: Path) -> tuple[Suite, list[tuple[str, Loaded
     """The suite `lifecycle traces generate` wrote to `folder` for `cfg`'s revision: every
     trace its `goals.json` lists, loaded and checked against the model (a trace of another
     revision, model revision or with defects is refused). What the suite covers is computed
-    again from the traces, not read from the file; what the file says Z3 proved or left
-    undecided is kept for the report."""
+    again from the traces, not read from the file."""
     manifest = folder / "goals.json"
     try:
         doc = json.loads(manifest.read_text())
@@ -169,25 +168,25 @@ def load_suite(cfg: Config, folder: Path) -> tuple[Suite, list[tuple[str, Loaded
             for g in goals_of_step(model, lab, tr.states[n]):
                 suite.covered.setdefault(g, len(traces))
         traces.append((str(p), tr))
-    cats = doc.get("categories", {})
-    suite.unreachable = [g for c in cats.values() for g in c.get("unreachable", [])]
-    suite.undecided = dict(doc.get("undecided", {}))
     return suite, traces
+
+
+Stored = tuple[Suite, list[tuple[str, LoadedTrace]]]  # a suite as `load_suite` returns it
 
 
 def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: int, seed: int,
                  teeth: bool = True, last_mile: bool = True, histories: bool = True,
                  stress_instances: int = 6, stress_ops: int = 400,
-                 suite_dir: Path | None = None) -> RevisionReport:
-    """Generate the revision's suite (or, with `suite_dir`, load the one stored there for it:
-    `load_suite`) and replay it; with `histories`, replay it once more with the
+                 stored: Stored | None = None) -> RevisionReport:
+    """Generate the revision's suite (or take the `stored` one, from `load_suite`) and
+    replay it; with `histories`, replay it once more with the
     implementation's history recorder on and validate every recorded history, and validate
     the history of one free-running stress run (`stress_ops` random requests on
     `stress_instances` instances, random seed `seed`; none with `stress_ops` 0); with
     `teeth`, replay it once per implementation defect."""
     cfg = Config(revision=revision)
-    if suite_dir is not None:
-        suite, traces = load_suite(cfg, suite_dir / revision)
+    if stored is not None:
+        suite, traces = stored
     else:
         suite = generate_suite(cfg, seed=seed, walks=walks, last_mile=last_mile)
         paths = write_suite(suite, out / revision, seed)

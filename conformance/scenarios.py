@@ -92,14 +92,15 @@ START_UNWINDS_UNDER_MIGRATION = [
     "instance-start.ENSURE_RUNNING(saga=0, outcome=fail)"] + [
     f"instance-start.{n}.undo(saga=0, outcome=undo)" for n in reversed(START_NODES[:6])]
 
-def _update_to_a_crashed_commit(trigger: str) -> list[str]:
-    """`trigger` starts update saga 0, which locks, computes its update, reconciles and
-    commits, and Nexus crashes right after the commit took effect (the node re-runs later)."""
-    return [trigger,
-            "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
-            "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
-            *[f"instance-update.{n}(saga=0, outcome=ok)" for n in UPDATE_NODES[:2]],
-            "instance-update.COMMIT_INSTANCE_UPDATES(saga=0, outcome=crash)"]
+
+def _update_to_commit(saga: int, commit: str = "ok") -> list[str]:
+    """Update saga `saga` locks, computes its update, becomes the updater, reconciles and
+    commits with outcome `commit` (`crash`: Nexus crashes right after the commit took effect,
+    and the node re-runs later)."""
+    return [f"start-instance-update.LOCK_INSTANCE(saga={saga}, outcome=ok)",
+            f"start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga={saga}, outcome=ok)",
+            *[f"instance-update.{n}(saga={saga}, outcome=ok)" for n in UPDATE_NODES[:2]],
+            f"instance-update.COMMIT_INSTANCE_UPDATES(saga={saga}, outcome={commit})"]
 
 
 # The baseline pair MIGRATING/STARTING, which no budgeted search reached, lies 10 steps past
@@ -112,7 +113,8 @@ def _update_to_a_crashed_commit(trigger: str) -> list[str]:
 # unwound VMM is SagaUnwound, and the report at step 22 is refused).
 RESTART_UNDER_STALE_MIGRATION = [
     *START_UNWINDS_UNDER_MIGRATION[:21],
-    *_update_to_a_crashed_commit("sled-agent.deliver_report(vmm=0, keep=0, update=started)"),
+    "sled-agent.deliver_report(vmm=0, keep=0, update=started)",
+    *_update_to_commit(0, "crash"),
     "user.instance_start(saga=1, vmm=2)",
     "instance-start.ALLOC_SERVER(saga=1, outcome=ok)",
     "instance-start.CREATE_VMM_RECORD(saga=1, outcome=ok)",
@@ -133,9 +135,7 @@ UNWOUND_VMM_LEFT_ACTIVE = [
     "instance-migrate.ENSURE_DESTINATION_PROPOLIS(saga=0, outcome=fail)",
     "instance-migrate.CREATE_MIGRATION_RECORD.undo(saga=0, outcome=undo)",
     "instance-updater.activate",
-    "start-instance-update.LOCK_INSTANCE(saga=1, outcome=ok)",
-    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=1, outcome=ok)",
-    *[f"instance-update.{n}(saga=1, outcome=ok)" for n in UPDATE_NODES[:3]],
+    *_update_to_commit(1),
     "instance-start.DPD_ENSURE(saga=1, outcome=fail)",
     "instance-start.MARK_AS_STARTING.undo(saga=1, outcome=undo)",
 ]
@@ -151,7 +151,8 @@ UNWOUND_VMM_LEFT_ACTIVE = [
 # already, so the last pass searches from it on rfd486 only (`LAST_RESORT_ONLY`).
 RESTART_AFTER_WATCHER = [
     *START_UNWINDS_UNDER_MIGRATION[:18],
-    *_update_to_a_crashed_commit("instance-watcher.poll(vmm=0, update=started)"),
+    "instance-watcher.poll(vmm=0, update=started)",
+    *_update_to_commit(0, "crash"),
     "user.instance_start(saga=1, vmm=2)",
     *[f"instance-start.{n}(saga=1, outcome=ok)" for n in START_NODES[:4]],
 ]
@@ -179,9 +180,7 @@ RESTART_OVER_UNWOUND_VMM = [
     "instance-migrate.ENSURE_DESTINATION_PROPOLIS(saga=0, outcome=fail)",
     *[f"instance-migrate.{n}.undo(saga=0, outcome=undo)" for n in reversed(MIGRATE_NODES[:3])],
     "instance-updater.activate",
-    "start-instance-update.LOCK_INSTANCE(saga=0, outcome=ok)",
-    "start-instance-update.FETCH_STATE_AND_START_REAL_SAGA(saga=0, outcome=ok)",
-    *[f"instance-update.{n}(saga=0, outcome=ok)" for n in UPDATE_NODES[:3]],
+    *_update_to_commit(0),
     "user.instance_start(saga=0, vmm=2)",
     *[f"instance-start.{n}(saga=0, outcome=ok)" for n in START_NODES],
     "abandoned-vmm-reaper.reap(vmm=0)",

@@ -75,7 +75,14 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
          out: Path, walks: int, seed: int, teeth: bool, last_mile: bool, histories: bool,
          stress_instances: int, stress_ops: int, suite: Path | None = None) -> bool:
     from conformance.impl_fixtures import unique_schema
-    from conformance.run import SuiteError, load_suite, run_revision, write_json, write_junit
+    from conformance.run import (
+        Stored,
+        SuiteError,
+        load_suite,
+        run_revision,
+        write_json,
+        write_junit,
+    )
     from model.state import Config
 
     try:
@@ -91,15 +98,15 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
     def schema() -> str | None:
         return unique_schema("lc_conf") if pg else None
 
+    stored: dict[str, Stored] = {}
     if suite is not None:
-        try:  # every stored suite is checked before anything runs
-            for rev in revs:
-                load_suite(Config(revision=rev), suite / rev)
+        try:  # every stored suite is loaded and checked before anything runs
+            stored = {rev: load_suite(Config(revision=rev), suite / rev) for rev in revs}
         except SuiteError as e:
             err.print(f"[bold red]error:[/] --suite: {e}", soft_wrap=True)
             raise typer.Exit(2) from None
     reports = [run_revision(r, out, db, schema, walks, seed, teeth, last_mile, histories,
-                            stress_instances, stress_ops, suite)
+                            stress_instances, stress_ops, stored.get(r))
                for r in revs]
     t = Table(title="conformance")
     for col in ("revision", "traces", "steps", "steps/s", "actions", "pairs", "mismatches",
