@@ -24,6 +24,7 @@ from .generate import Suite, generate_suite, walk_from_labels, write_suite, writ
 from .replay import Mismatch, ReplayResult, replay_trace
 from .replay_history import replay_with_history
 from .scenarios import OPT_IN
+from .trace_free_run import TraceRunResult, free_run_traces
 
 Schema = Callable[[], str | None]
 
@@ -46,11 +47,14 @@ class RevisionReport:
     history_failures: dict[str, Mismatch] = field(default_factory=dict)
     stress: StressResult | None = None
     opt_in: dict[str, int] = field(default_factory=dict)  # opt-in fault-class trace -> steps
+    # free runs driven by some of the suite's traces (conformance/trace_free_run.py)
+    free_runs: list[TraceRunResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (not self.mismatches and not self.missed and not self.history_failures
-                and (self.stress is None or self.stress.ok))
+                and (self.stress is None or self.stress.ok)
+                and all(r.ok for r in self.free_runs))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -70,6 +74,7 @@ class RevisionReport:
                 "unexplained": {p: m.render() for p, m in self.history_failures.items()}},
             "stress_history": None if self.stress is None else self.stress.to_json(),
             "opt_in_traces": self.opt_in,
+            "trace_free_runs": [r.to_json() for r in self.free_runs],
         }
 
 
@@ -177,12 +182,13 @@ Stored = tuple[Suite, list[tuple[str, LoadedTrace]]]  # a suite as `load_suite` 
 def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: int, seed: int,
                  teeth: bool = True, last_mile: bool = True, histories: bool = True,
                  stress_instances: int = 6, stress_ops: int = 400,
-                 stored: Stored | None = None) -> RevisionReport:
+                 stored: Stored | None = None, free_runs: int = 0) -> RevisionReport:
     """Generate the revision's suite (or take the `stored` one, from `load_suite`) and
     replay it; with `histories`, replay it once more with the
     implementation's history recorder on and validate every recorded history, and validate
     the history of one free-running stress run (`stress_ops` random requests on
-    `stress_instances` instances, random seed `seed`; none with `stress_ops` 0); with
+    `stress_instances` instances, random seed `seed`; none with `stress_ops` 0) and of
+    `free_runs` free runs driven by the suite's traces (conformance/trace_free_run.py); with
     `teeth`, replay it once per implementation defect."""
     cfg = Config(revision=revision)
     if stored is not None:
@@ -224,6 +230,11 @@ def run_revision(revision: str, out: Path, db_url: str, schema: Schema, walks: i
         if stress_ops > 0:
             rep.stress = stress_history(revision, db_url, schema, seed, stress_instances,
                                         stress_ops)
+        if free_runs > 0:
+            from .impl_fixtures import Backend
+
+            rep.free_runs = free_run_traces(traces, free_runs,
+                                            lambda: Backend(db_url, schema()), seed)
     if teeth:
         for m in sorted(k for k, mu in MUTANTS.items() if mu.in_impl):
             for p, tr in traces:
@@ -253,6 +264,9 @@ def write_junit(path: Path, reports: list[RevisionReport]) -> None:
             cases.append((f"history of the replay of {name}", mm.render()))
         if r.histories:
             cases.append((f"histories of {r.traces} replays", None))
+        for fr in r.free_runs:
+            cases.append((f"trace-driven free run of {fr.trace}",
+                          fr.failure + (f" (kept in {fr.kept})" if fr.kept else "") or None))
         if r.stress is not None:
             cases.append((f"stress history (seed {r.stress.seed})",
                           r.stress.failure + (f" (kept in {r.stress.kept})"

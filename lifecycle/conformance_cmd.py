@@ -37,6 +37,11 @@ def conformance(
     stress_ops: int = typer.Option(400, "--stress-ops", min=0,
                                    help="Random requests of the stress run (0: no stress "
                                         "run)."),
+    free_runs: int = typer.Option(
+        6, "--free-runs", min=0,
+        help="Free runs driven by the suite's traces, per revision: each trace's requests "
+             "and saga faults on replicas with their own threads, the recorded history "
+             "validated (0: none; needs --histories)."),
     impl_coverage: Path = typer.Option(
         None, "--impl-coverage",
         help="Measure the branch coverage of impl/ reached by the whole run (coverage.py); "
@@ -63,7 +68,7 @@ def conformance(
         raise typer.Exit(2) from None
     with cov_ctx as cov:
         ok = _run(revision, db, junit, json_path, out, walks, seed, teeth, last_mile,
-                  histories, stress_instances, stress_ops, suite)
+                  histories, stress_instances, stress_ops, suite, free_runs)
     if impl_coverage is not None:
         from .traces_cmd import print_impl_coverage
 
@@ -73,7 +78,8 @@ def conformance(
 
 def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Path | None,
          out: Path, walks: int, seed: int, teeth: bool, last_mile: bool, histories: bool,
-         stress_instances: int, stress_ops: int, suite: Path | None = None) -> bool:
+         stress_instances: int, stress_ops: int, suite: Path | None = None,
+         free_runs: int = 0) -> bool:
     from conformance.impl_fixtures import unique_schema
     from conformance.run import (
         Stored,
@@ -106,11 +112,11 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
             err.print(f"[bold red]error:[/] --suite: {e}", soft_wrap=True)
             raise typer.Exit(2) from None
     reports = [run_revision(r, out, db, schema, walks, seed, teeth, last_mile, histories,
-                            stress_instances, stress_ops, stored.get(r))
+                            stress_instances, stress_ops, stored.get(r), free_runs)
                for r in revs]
     t = Table(title="conformance")
     for col in ("revision", "traces", "steps", "steps/s", "actions", "pairs", "mismatches",
-                "replay histories", "stress history", "defects detected"):
+                "replay histories", "stress history", "trace free runs", "defects detected"):
         t.add_column(col)
     for r in reports:
         rate = f"{r.steps / r.seconds:.0f}" if r.seconds else "-"
@@ -120,9 +126,13 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
         stress = "-" if r.stress is None else (
             f"{'valid' if r.stress.ok else 'INVALID'}, {r.stress.events} events, "
             f"{r.stress.seconds:.1f} s")
+        runs = "-" if not r.free_runs else (
+            f"{sum(fr.ok for fr in r.free_runs)}/{len(r.free_runs)} valid, "
+            f"{sum(fr.fired for fr in r.free_runs)}/{sum(fr.faults for fr in r.free_runs)} "
+            "faults fired")
         t.add_row(r.revision, str(r.traces), str(r.steps), rate,
                   f"{r.actions[0]}/{r.actions[1]}", str(len(r.pairs)), str(len(r.mismatches)),
-                  hist, stress, found)
+                  hist, stress, runs, found)
     console.print(t)
     for r in reports:
         if r.opt_in:
@@ -142,6 +152,12 @@ def _run(revision: list[str] | None, db: str, junit: Path | None, json_path: Pat
                           f"{r.stress.failure}[/]")
             if r.stress.kept:
                 console.print(f"  rerun: lifecycle validate {r.stress.kept}")
+        for fr in r.free_runs:
+            if not fr.ok:
+                console.print(f"[bold red]{r.revision}: trace-driven free run of {fr.trace}: "
+                              f"{fr.failure}[/]")
+                if fr.kept:
+                    console.print(f"  rerun the check: lifecycle validate {fr.kept}")
         for m in r.missed:
             console.print(f"[bold red]{r.revision}: defect {m} is not detected[/]")
     if json_path:

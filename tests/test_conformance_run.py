@@ -30,6 +30,10 @@ def test_conformance_command_reports(tmp_path: Path) -> None:
     assert hist["traces"] == rep["traces"] and hist["events"] > 0 and hist["unexplained"] == {}
     stress = rep["stress_history"]
     assert stress["seed"] == 0 and stress["events"] > 0 and stress["unexplained"] is None
+    # free runs driven by the suite's traces (six by default, fewer if the suite is smaller)
+    runs = rep["trace_free_runs"]
+    assert len(runs) == min(6, rep["traces"]) and all(r["failure"] is None for r in runs)
+    assert all(r["events"] > 0 and r["steps"] > 0 for r in runs)
     in_impl = {m for m, mu in MUTANTS.items() if mu.in_impl}
     assert set(rep["mutants_detected"]) | set(rep["mutants_missed"]) == in_impl
     assert res.exit_code == (1 if rep["mutants_missed"] else 0)
@@ -38,6 +42,7 @@ def test_conformance_command_reports(tmp_path: Path) -> None:
     assert int(suites[0].get("failures") or 0) == len(rep["mutants_missed"])
     names = [c.get("name") for c in suites[0].findall("testcase")]
     assert f"histories of {rep['traces']} replays" in names and "stress history (seed 0)" in names
+    assert sum(1 for n in names if n and n.startswith("trace-driven free run of ")) == len(runs)
     assert "defects detected" in res.output
 
 
