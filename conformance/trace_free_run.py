@@ -26,7 +26,6 @@ failed: the threads may take another path than the trace.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ from impl.errors import ApiError, NexusUnavailable
 from impl.executor.dag import Outcome, StepInfo
 from impl.history import HistoryRecorder
 from impl.nexus.nexus import Nexus
+from model.actions import model_for
 from model.trace import LoadedTrace
 
 from .free_run import FreeRun
@@ -47,7 +47,6 @@ from .impl_fixtures import Backend, controller, stopped_instance
 from .nodes import GROUPS
 
 REQUESTS = ("start", "stop", "reboot", "migrate", "delete")
-LABEL = re.compile(r"^(?P<name>[\w.-]+?)(?:\((?P<args>.*)\))?$")
 
 
 @dataclass
@@ -59,7 +58,6 @@ class ScriptedFault:
     nodes: tuple[str, ...]
     direction: str
     outcome: Outcome
-    label: str  # the trace step it comes from
     fired: bool = False
 
     def matches(self, info: StepInfo) -> bool:
@@ -79,48 +77,35 @@ class Script:
     crashes: dict[int, list[int]] = field(default_factory=dict)  # before request i: replicas
 
 
-def _parse(label: str) -> tuple[str, dict[str, str]]:
-    m = LABEL.match(label)
-    if m is None:
-        raise ValueError(f"not an action label: {label!r}")
-    args: dict[str, str] = {}
-    for part in filter(None, (m.group("args") or "").split(", ")):
-        k, _, v = part.partition("=")
-        args[k] = v
-    return m.group("name"), args
-
-
 def script_of(trace: LoadedTrace) -> Script:
     """The requests, saga faults and replica crashes of `trace` (its seed prefix included)."""
+    model = model_for(trace.cfg)
     out = Script()
     for label in trace.labels:
-        name, args = _parse(label)
-        kind, _, node = name.partition(".")
+        a = model.actions[model.action_index(label)]
+        kind, _, node = a.name.partition(".")
         if kind == "user":
             op = node.removeprefix("instance_")
             if op in REQUESTS:
                 out.requests.append(op)
             continue
-        if name == "nexus.crash_and_recover":
-            out.crashes.setdefault(len(out.requests), []).append(int(args.get("nexus", "0")))
+        if a.name == "nexus.crash_and_recover":
+            out.crashes.setdefault(len(out.requests), []).append(int(a.arg("nexus") or 0))
             continue
         undo = node.endswith(".undo")
         node = node.removesuffix(".undo")
         group = GROUPS.get(kind, {}).get(node)
         if group is None or kind == "instance-create":
             continue  # not a saga node, or the create saga (run before the threads start)
-        outcome = args.get("outcome", "ok")
+        outcome = a.arg("outcome")
         if undo and outcome == "undo-crash":
-            out.faults.append(ScriptedFault(kind, group, "undo", Outcome.CRASH_AFTER, label))
+            out.faults.append(ScriptedFault(kind, group, "undo", Outcome.CRASH_AFTER))
         elif not undo and outcome == "fail":
-            out.faults.append(ScriptedFault(kind, group[:1], "forward", Outcome.FAIL_BEFORE,
-                                            label))
+            out.faults.append(ScriptedFault(kind, group[:1], "forward", Outcome.FAIL_BEFORE))
         elif not undo and outcome == "crash":
-            out.faults.append(ScriptedFault(kind, group[-1:], "forward", Outcome.CRASH_AFTER,
-                                            label))
+            out.faults.append(ScriptedFault(kind, group[-1:], "forward", Outcome.CRASH_AFTER))
         elif not undo and outcome == "ambiguous":
-            out.faults.append(ScriptedFault(kind, group[-1:], "forward", Outcome.FAIL_AFTER,
-                                            label))
+            out.faults.append(ScriptedFault(kind, group[-1:], "forward", Outcome.FAIL_AFTER))
     return out
 
 
@@ -135,9 +120,11 @@ class ScriptedRun(FreeRun):
         self.faults = faults
 
     def fault_policy(self, info: StepInfo) -> Outcome:
+        if not self.faults_on:
+            return Outcome.OK
         with self._rng_lock:  # runner threads of both replicas ask at once
             for f in self.faults:
-                if self.faults_on and f.matches(info):
+                if f.matches(info):
                     f.fired = True
                     self.stats[f"fault_{f.outcome.name.lower()}"] += 1
                     return f.outcome
