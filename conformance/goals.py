@@ -58,6 +58,7 @@ from model.step import ModelBoundExceeded, State, apply
 from model.vocab import ExternalState, InstanceState, VmmState
 from model.z3enc import Encoding, Substitution
 
+from . import relational
 from .coverage import pair_parts
 from .divergences import divergence_at
 
@@ -165,15 +166,22 @@ DERIVED: dict[str, tuple[bool, Callable[[Ctx, Config], Val]]] = {
 }
 
 
-def _read(ctx: Ctx, name: str, cfg: Config) -> Val:
+def _observable(name: str) -> tuple[bool, Callable[[Ctx, Config], Val]] | None:
+    """A derived observable: one of `DERIVED`, or a relational one (`relational.py`)."""
     if name in DERIVED:
-        return DERIVED[name][1](ctx, cfg)
+        return DERIVED[name]
+    return relational.observable(name) if name.startswith("@") else None
+
+
+def _read(ctx: Ctx, name: str, cfg: Config) -> Val:
+    if (obs := _observable(name)) is not None:
+        return obs[1](ctx, cfg)
     return ctx[name]
 
 
 def _is_bool(model: Model, name: str) -> bool:
-    if name in DERIVED:
-        return DERIVED[name][0]
+    if (obs := _observable(name)) is not None:
+        return obs[0]
     return model.layout.kind(name) == "bool"
 
 
@@ -676,7 +684,8 @@ def mine_and_prove(model: Model, enc: Encoding, sample: list[State], goals: list
 
 def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: list[str],
                      timeout_ms: int = 120_000,
-                     log: Callable[[str], None] | None = None) -> Proof:
+                     log: Callable[[str], None] | None = None,
+                     minimize_cores: bool = False) -> Proof:
     """An inductive subset of `cands` aimed at refuting `goals`, found with unsat cores.
 
     Plain Houdini drops one or two candidates per Z3 round, so a thousand mined candidates
@@ -685,13 +694,19 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
     dropped), and grows by the core of each unsat `C(s) ∧ T(s, s') ∧ ¬S(s')` until that core
     lies inside S, which makes S inductive by itself. A satisfiable query drops every
     candidate false in its post-state, and the cores are computed again. The result is
-    re-checked from scratch with `check_inductive`."""
+    re-checked from scratch with `check_inductive`.
+
+    With `minimize_cores` Z3 shrinks every core (slower queries, a much smaller S: with
+    thousands of mined candidates most of a raw core is sampling noise that later rounds
+    must drop one counterexample at a time)."""
     t0 = time.perf_counter()
     fresh = model.layout.fresh_state()
     cand = [lem for lem in cands if _holds(model, lem, fresh)]
     pre, post = enc.state_vars(0), enc.state_vars(1)
     solver = z3.SolverFor("QF_BV")
     solver.set("timeout", timeout_ms)
+    if minimize_cores:
+        solver.set("core.minimize", True)
     solver.add(enc.step(pre, enc.act_var(0), post))
     switch = [z3.Bool(f"lemma#{j}") for j in range(len(cand))]
     index = {sw.get_id(): j for j, sw in enumerate(switch)}
@@ -735,10 +750,17 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
             if res == z3.sat:
                 dropped += drop(solver.model())
                 s &= alive
+                if log is not None:
+                    log(f"  round {rounds}: counterexample to induction, {len(s)} in the "
+                        f"closure, {len(alive)} candidates left, "
+                        f"{time.perf_counter() - t0:.0f}s")
                 continue
             if res != z3.unsat:
                 return Proof([], rounds, time.perf_counter() - t0, len(cands))
             k = core()
+            if log is not None:
+                log(f"  round {rounds}: inductive relative to the candidates; the core adds "
+                    f"{len(k - s)}, {time.perf_counter() - t0:.0f}s")
             if k <= s:
                 break
             s |= k

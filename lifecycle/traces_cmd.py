@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from model.vocab import UsageError, check_mutants, check_revision
 
 if TYPE_CHECKING:
     from conformance.impl_coverage import ImplCoverage
+    from model.state import Config
 
 traces_app = typer.Typer(
     add_completion=False,
@@ -106,6 +108,14 @@ def generate(
 def lemmas(
     revision: str = typer.Option(..., "--revision", "-r", help="Protocol revision."),
     walks: int = typer.Option(60, "--walks", help="Random walks whose states propose lemmas."),
+    relational: bool = typer.Option(
+        False, "--relational", help="Propose relational candidates (conformance/relational.py) "
+        "aimed at the --goal goals, and add what is proven to the stored set."),
+    goal: list[str] = typer.Option(
+        None, "--goal", help="With --relational: a goal to refute, e.g. pair:RUNNING/none."),
+    samples: int = typer.Option(
+        40_000, "--samples", help="With --relational: sampled states proposing candidates."),
+    seed: int = typer.Option(1, "--seed", help="With --relational: the walks' random seed."),
 ) -> None:
     """Mine candidate lemmas from walked states, keep the inductive subset (Houdini) and
     store it in conformance/lemmas/ for `traces generate` (which re-proves it every run)."""
@@ -121,6 +131,11 @@ def lemmas(
     except UsageError as e:
         raise _usage(str(e)) from None
     model = model_for(cfg)
+    if relational:
+        _relational_lemmas(cfg, goal or [], samples, seed)
+        return
+    if goal:
+        raise _usage("--goal goes with --relational")
     suite = generate_suite(cfg, walks=walks, last_mile=False)
     sample = enrich(model, [*suite.sample.values(),
                             *(s for w in suite.walks for s in w.states)], 2)
@@ -130,6 +145,62 @@ def lemmas(
     p = save_lemmas(cfg, proof)
     console.print(f"{len(proof.lemmas)} inductive lemmas ({proof.rounds} Houdini rounds, "
                   f"{proof.seconds:.0f}s) written to {p}")
+
+
+def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int) -> None:
+    """`traces lemmas --relational`: targeted Houdini over the stored lemmas, the invariants,
+    the structural candidates and relational candidates mined from `samples` walked states,
+    aimed at `goals`; what it proves is added to the stored set, which is re-proven whole."""
+    from conformance import relational as rel
+    from conformance.coverage import all_action_goals, all_pair_goals
+    from conformance.goals import (
+        Lemma,
+        Proof,
+        check_inductive,
+        invariant_lemmas,
+        prove_unreachable,
+        save_lemmas,
+        stored_proof,
+        structural_lemmas,
+        targeted_houdini,
+    )
+    from model.actions import model_for
+    from model.bmc import encoding_for
+
+    model = model_for(cfg)
+    known = set(all_action_goals(model) + all_pair_goals())
+    bad = [g for g in goals if g not in known]
+    if not goals or bad:
+        raise _usage(f"--relational needs goals (--goal) of this model; unknown: "
+                     f"{', '.join(bad) or 'none given'} (pair goals look like "
+                     "pair:RUNNING/none; `lifecycle traces generate` lists the undecided ones)")
+
+    def log(m: str) -> None:
+        err.print(m, markup=False, highlight=False)
+
+    enc = encoding_for(cfg)
+    stored = stored_proof(model, enc).lemmas
+    log(f"{len(stored)} stored lemmas re-proven")
+    sample = rel.walk_sample(model, samples, seed, log=log)
+    t0 = time.perf_counter()
+    mined = [Lemma(spec) for spec in rel.mine(model, sample)]
+    log(f"{len(mined)} candidates mined from {len(sample)} states "
+        f"({time.perf_counter() - t0:.0f}s)")
+    cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined
+    proof = targeted_houdini(model, enc, cands, goals, timeout_ms=600_000, log=log,
+                             minimize_cores=True)
+    if not proof.lemmas:
+        console.print("Houdini kept no lemma set (a query ran out of time); nothing stored")
+        raise typer.Exit(1)
+    lemmas = list(dict.fromkeys(stored + proof.lemmas))
+    if not check_inductive(model, enc, lemmas):
+        raise RuntimeError("the stored lemmas and the new ones are not inductive together")
+    merged = Proof(lemmas, proof.rounds, proof.seconds, proof.dropped)
+    refuted = prove_unreachable(model, enc, merged, goals)
+    p = save_lemmas(cfg, merged)
+    console.print(f"{len(lemmas)} inductive lemmas ({len(lemmas) - len(stored)} new; "
+                  f"{proof.rounds} Houdini rounds, {proof.seconds:.0f}s) written to {p}; "
+                  f"proven unreachable: {', '.join(refuted) or 'none of the goals'}")
 
 
 @traces_app.command("replay")

@@ -1,0 +1,218 @@
+"""Relational observables: lemma candidates that follow a reference from one row to another.
+
+The mined candidates of `goals.py` relate the values of two variables (`x = c ⇒ y ∈ V`).
+Some facts the protocol relies on are about the row a reference names, not about the
+reference itself: "the VMM a running start saga created is not deleted", "the active VMM is
+not the one an update saga is about to delete", "a pending commit's generation is one ahead
+of the instance's". Each observable below is a function of a state that reads such a fact,
+so it can take the place of a variable in a candidate (`conformance.goals.Lemma`). Their names
+say what they read, so a stored lemma (`conformance/lemmas/`) is readable and is parsed back
+into the same function:
+
+* `@F[R]`: field F of the VMM row (or migration row) that reference variable R names. When R
+  is NULL (the `NONE` slot) the value is a fixed out-of-range default (`VMM_FIELDS`,
+  `MIGRATION_FIELDS`), so "R names a row whose F is c" and "R is NULL" are told apart.
+* `@same(A,B)`: references A and B are both set and name the same row.
+* `@gd(A,B)`: how generation (or lock id) A stands to B: 0 equal, 1 one ahead, 2 one behind,
+  3 further ahead, 4 further behind.
+
+`mine` proposes candidates over these observables and the small variables from a sample of
+reachable states (`walk_sample`); like every candidate they are only guesses until targeted
+Houdini keeps an inductive subset (`lifecycle traces lemmas --relational`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable
+
+from model.actions import Model
+from model.expr import CONCRETE, Ctx, Val
+from model.seeds import seed_states
+from model.state import NONE, Config
+from model.step import ModelBoundExceeded, State, successors
+
+Observable = tuple[bool, Callable[[Ctx, Config], Val]]
+
+# VMM-row fields an observable may read through a reference, with the value read when the
+# reference is NULL (outside every field's range, or for booleans the value of "no row")
+VMM_FIELDS: dict[str, int | bool] = {
+    "v_state": 63, "v_del": True, "v_alloc": False, "v_res": False,
+}
+MIGRATION_FIELDS: dict[str, int | bool] = {
+    "m_alloc": False, "m_del": True, "m_src_st": 63, "m_tgt_st": 63, "m_src": 62, "m_tgt": 62,
+}
+# reference variables, by the table whose slots they name
+VMM_REF_SLOTS = ("st_vmm", "mg_vmm", "mg_src", "uc_nact", "uc_ntgt", "uc_dact", "uc_dtgt",
+                 "m_src", "m_tgt")
+MIGRATION_REF_SLOTS = ("mg_mig", "uc_nmig", "sa_min", "sa_mout")
+
+
+def _slots(cfg: Config, base: str) -> list[str]:
+    n = {"st": cfg.start_sagas, "mg": cfg.migrate_sagas, "uc": cfg.update_children,
+         "up": cfg.update_parents, "m": cfg.migrations, "sa": cfg.vmms, "v": cfg.vmms,
+         "rb": cfg.vmms}[base.split("_")[0]]
+    return [f"{base}.{k}" for k in range(n)]
+
+
+def vmm_refs(cfg: Config) -> list[str]:
+    return ["i_active", "i_target"] + [n for b in VMM_REF_SLOTS for n in _slots(cfg, b)]
+
+
+def migration_refs(cfg: Config) -> list[str]:
+    return ["i_mig"] + [n for b in MIGRATION_REF_SLOTS for n in _slots(cfg, b)]
+
+
+def generation_pairs(cfg: Config) -> list[tuple[str, str]]:
+    """The generations (and lock ids) compared with each other: a saga's recorded value with
+    the instance row's current one, and two sagas' with each other."""
+    out = [("i_gen", n) for b in ("st_gen", "uc_ngen") for n in _slots(cfg, b)]
+    out += [("i_ugen", n) for b in ("st_lgen", "up_lgen", "uc_lgen", "uc_plgen")
+            for n in _slots(cfg, b)]
+    out += [("i_updater", n) for b in ("st_lid", "up_lid", "uc_lid", "uc_plid")
+            for n in _slots(cfg, b)]
+    for b in ("uc_ngen", "st_gen"):
+        s = _slots(cfg, b)
+        out += [(s[i], s[j]) for i in range(len(s)) for j in range(i + 1, len(s))]
+    return out
+
+
+def names(cfg: Config) -> list[str]:
+    """Every relational observable of a configuration."""
+    out = [f"@{f}[{r}]" for r in vmm_refs(cfg) for f in VMM_FIELDS]
+    out += [f"@{f}[{r}]" for r in migration_refs(cfg) for f in MIGRATION_FIELDS]
+    for refs in (vmm_refs(cfg), migration_refs(cfg)):
+        out += [f"@same({a},{b})" for i, a in enumerate(refs) for b in refs[i + 1:]]
+    out += [f"@gd({a},{b})" for a, b in generation_pairs(cfg)]
+    return out
+
+
+_DEREF = re.compile(r"@(\w+)\[([\w.]+)\]$")
+_PAIR = re.compile(r"@(same|gd)\(([\w.]+),([\w.]+)\)$")
+
+
+def observable(name: str) -> Observable | None:
+    """The observable a name stands for (None if it is not a relational name)."""
+    if m := _DEREF.match(name):
+        field, ref = m.group(1), m.group(2)
+        default = VMM_FIELDS.get(field, MIGRATION_FIELDS.get(field))
+        if default is None:
+            return None
+        return (isinstance(default, bool),
+                lambda ctx, cfg: ctx.at(field, ctx[ref], default))
+    if m := _PAIR.match(name):
+        kind, a, b = m.groups()
+        if kind == "same":
+            return (True, lambda ctx, cfg: ctx.ops.And(ctx[a] != NONE, ctx[a] == ctx[b]))
+
+        def gd(ctx: Ctx, cfg: Config) -> Val:
+            o, x, y = ctx.ops, ctx[a], ctx[b]
+            return o.If(x == y, 0, o.If(x == y + 1, 1, o.If(y == x + 1, 2,
+                                                           o.If(o.ult(y, x), 3, 4))))
+        return (False, gd)
+    return None
+
+
+def walk_sample(model: Model, n: int, seed: int, min_len: int = 5, max_len: int = 60,
+                log: Callable[[str], None] | None = None) -> list[State]:
+    """At least `n` distinct states met on seeded random walks from the seed states (each
+    walk takes `min_len` to `max_len` steps, uniformly among the enabled actions), then the
+    seed states themselves."""
+    t0 = time.perf_counter()
+    rnd = random.Random(seed)
+    seeds = seed_states(model)
+    seen: dict[tuple[int | bool, ...], State] = {}
+    next_log = 5_000
+    while len(seen) < n:
+        s = rnd.choice(seeds).state
+        for _ in range(rnd.randint(min_len, max_len)):
+            try:
+                succ = list(successors(model, s))
+            except ModelBoundExceeded:
+                break
+            if not succ:
+                break
+            s = rnd.choice(succ)[1]
+            seen.setdefault(tuple(s.values()), s)
+        if log is not None and len(seen) >= next_log:
+            log(f"sample: {len(seen)} states, {time.perf_counter() - t0:.0f}s")
+            next_log += 5_000
+    for sd in seeds:
+        seen.setdefault(tuple(sd.state.values()), sd.state)
+    return list(seen.values())
+
+
+# condition variables of the mined implications: the instance row, the sagas' control state,
+# the rows' states and the lock's holder flag
+CONDITIONS = ("i_state", "i_active", "i_target", "i_mig", "st_mode", "st_pc", "mg_mode",
+              "mg_pc", "up_mode", "up_pc", "uc_mode", "uc_pc", "cr_mode", "dl_mode", "v_state",
+              "v_del", "v_alloc", "up_locked", "uc_nstate", "m_alloc", "m_del")
+
+
+# the sled-agents' own view of their VMMs and migrations is left out of the candidates: in a
+# first attempt most candidates Houdini had to drop were facts about it that a small sample
+# happened to show, and the rows' deletion and the sagas' links, which the undecided pairs
+# are about, never depend on it
+SLED_VIEW = ("sa_state", "sa_min", "sa_mout", "rb_state", "sa_msrc_st", "sa_mtgt_st")
+
+
+def mine(model: Model, sample: list[State]) -> list[tuple]:
+    """Candidate specs (as `conformance.goals.Lemma` takes them) true in every sampled state,
+    over the small variables (but the sleds' view), the derived observables of `goals.py` and
+    the relational ones: `("in", y, V)` for every one, and `("implies", x, c, y, V)` for x
+    among `CONDITIONS` or the derived observables (the external state, the active VMM's) and
+    every value c it took."""
+    import numpy as np
+
+    from .goals import DERIVED, SMALL, _is_bool, _read
+
+    cfg, layout = model.cfg, model.layout
+    cols = [n for n in layout.names if layout.kind(n) in SMALL
+            and n.split(".")[0] not in SLED_VIEW] + list(DERIVED) + names(cfg)
+    boolean = [_is_bool(model, n) for n in cols]
+    rows = []
+    for s in sample:
+        ctx = Ctx(CONCRETE, s, layout.sizes)
+        rows.append([int(_read(ctx, n, cfg)) for n in cols])
+    m = np.array(rows, dtype=np.int16)
+    values = [np.unique(m[:, j]) for j in range(len(cols))]
+
+    def val(j: int, v: object) -> int | bool:
+        return bool(v) if boolean[j] else int(v)  # type: ignore[call-overload]
+
+    out: list[tuple] = []
+    for j, n in enumerate(cols):
+        if len(values[j]) < (2 if boolean[j] else 64):
+            out.append(("in", n, tuple(val(j, v) for v in values[j])))
+    # weaker ranges, in case a slot the sample rarely used showed too few values: every slot
+    # of a family takes the values any slot of it took, and a reference names a slot of its
+    # table or nothing
+    family: dict[str, set[int]] = {}
+    for j, n in enumerate(cols):
+        if "." in n and not boolean[j] and not n.startswith("@"):
+            family.setdefault(n.split(".")[0], set()).update(int(v) for v in values[j])
+    for n in cols:
+        base = n.split(".")[0]
+        if base in family and len(family[base]) < 64:
+            out.append(("in", n, tuple(sorted(family[base]))))
+    tables = {**{r: cfg.vmms for r in vmm_refs(cfg)}, "i_net": cfg.vmms,
+              **{r: cfg.migrations for r in migration_refs(cfg)},
+              **{f"uc_netk.{k}": cfg.vmms for k in range(cfg.update_children)},
+              **{f"up_child.{k}": cfg.update_children for k in range(cfg.update_parents)},
+              **{f"uc_parent.{k}": cfg.update_parents for k in range(cfg.update_children)}}
+    out += [("in", r, (*range(n), NONE)) for r, n in tables.items()]
+    conds = [j for j, n in enumerate(cols)
+             if (n.split(".")[0] in CONDITIONS or n in DERIVED) and len(values[j]) > 1]
+    for x in conds:
+        for c in values[x]:
+            sub = m[m[:, x] == c]
+            for y in range(len(cols)):
+                if y == x or len(values[y]) <= 1:
+                    continue
+                seen = np.unique(sub[:, y])
+                if len(seen) < len(values[y]):
+                    out.append(("implies", cols[x], val(x, c), cols[y],
+                                tuple(val(y, v) for v in seen)))
+    return out

@@ -1,0 +1,86 @@
+"""Relational observables and the candidates mined over them (conformance/relational.py)."""
+
+from __future__ import annotations
+
+import pytest
+import z3
+from typer.testing import CliRunner
+
+from conformance import relational
+from conformance.goals import Lemma, _holds, _read
+from lifecycle.cli import app
+from model.actions import model_for
+from model.expr import CONCRETE, WIDTH, Z3, Ctx, lift
+from model.state import NONE, Config
+from model.step import State
+
+runner = CliRunner()
+
+
+def _z3_value(model_state: State, name: str, cfg: Config) -> int | bool:
+    """The observable read through the symbolic semantics, on constants."""
+    sizes = model_for(cfg).layout.sizes
+    consts = {n: z3.BoolVal(v) if isinstance(v, bool) else z3.BitVecVal(v, WIDTH)
+              for n, v in model_state.items()}
+    term = z3.simplify(lift(_read(Ctx(Z3, consts, sizes), name, cfg)))
+    return z3.is_true(term) if z3.is_bool(term) else term.as_long()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def sample() -> list[State]:
+    return relational.walk_sample(model_for(Config(revision="rfd486")), 300, seed=0)
+
+
+def test_observables_read_the_row_a_reference_names(sample: list[State]) -> None:
+    cfg = Config(revision="rfd486")
+    model = model_for(cfg)
+    named = 0
+    for s in sample:
+        ctx = Ctx(CONCRETE, s, model.layout.sizes)
+        a = s["i_active"]
+        want = s[f"v_state.{a}"] if a != NONE else relational.VMM_FIELDS["v_state"]
+        named += a != NONE
+        assert _read(ctx, "@v_state[i_active]", cfg) == want
+        assert _read(ctx, "@same(i_active,st_vmm.0)", cfg) == (a != NONE
+                                                              and a == s["st_vmm.0"])
+        d = s["i_gen"] - s["uc_ngen.0"]
+        assert _read(ctx, "@gd(i_gen,uc_ngen.0)", cfg) == {0: 0, 1: 1, -1: 2}.get(
+            d, 3 if d > 1 else 4)
+    assert named > 0  # the sample does name active VMMs
+
+
+def test_concrete_and_symbolic_observables_agree(sample: list[State]) -> None:
+    cfg = Config(revision="rfd486")
+    names = relational.names(cfg)
+    assert len(names) == 413
+    model = model_for(cfg)
+    for s in sample[::30]:
+        ctx = Ctx(CONCRETE, s, model.layout.sizes)
+        for n in names[::7]:
+            assert _z3_value(s, n, cfg) == _read(ctx, n, cfg), n
+
+
+def test_unknown_relational_names_are_refused() -> None:
+    for bad in ("@nosuch[i_active]", "@gd(i_gen)", "@same(i_active)", "@v_state"):
+        assert relational.observable(bad) is None
+    with pytest.raises(KeyError):
+        _read(Ctx(CONCRETE, {}, {}), "@nosuch[i_active]", Config())
+
+
+def test_mined_candidates_hold_on_their_sample(sample: list[State]) -> None:
+    model = model_for(Config(revision="rfd486"))
+    specs = relational.mine(model, sample)
+    assert any(sp[0] == "implies" and str(sp[3]).startswith("@") for sp in specs)
+    for spec in specs[::50]:
+        lem = Lemma(spec)
+        assert all(_holds(model, lem, s) for s in sample), lem.name
+
+
+def test_relational_lemmas_need_known_goals() -> None:
+    res = runner.invoke(app, ["traces", "lemmas", "-r", "rfd486", "--relational"])
+    assert res.exit_code == 2 and "needs goals" in res.output
+    res = runner.invoke(app, ["traces", "lemmas", "-r", "rfd486", "--relational",
+                              "--goal", "pair:NOPE/none"])
+    assert res.exit_code == 2 and "pair:NOPE/none" in res.output
+    res = runner.invoke(app, ["traces", "lemmas", "-r", "rfd486", "--goal", "pair:RUNNING/none"])
+    assert res.exit_code == 2 and "--relational" in res.output
