@@ -190,7 +190,8 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int) -
     proof = targeted_houdini(model, enc, cands, goals, timeout_ms=600_000, log=log,
                              minimize_cores=True)
     if not proof.lemmas:
-        console.print("Houdini kept no lemma set (a query ran out of time); nothing stored")
+        console.print("Houdini kept no lemma set: no inductive subset of the candidates "
+                      "refutes the goals (or a query ran out of time); nothing stored")
         raise typer.Exit(1)
     lemmas = list(dict.fromkeys(stored + proof.lemmas))
     if not check_inductive(model, enc, lemmas):
