@@ -166,7 +166,7 @@ DERIVED: dict[str, tuple[bool, Callable[[Ctx, Config], Val]]] = {
 }
 
 
-def _observable(name: str) -> tuple[bool, Callable[[Ctx, Config], Val]] | None:
+def _observable(name: str) -> relational.Observable | None:
     """A derived observable: one of `DERIVED`, or a relational one (`relational.py`)."""
     if name in DERIVED:
         return DERIVED[name]

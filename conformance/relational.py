@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable
 
-from model.actions import Model
+from model.actions import Model, model_for
 from model.expr import CONCRETE, Ctx, Val
 from model.seeds import seed_states
 from model.state import NONE, Config
@@ -51,10 +51,7 @@ MIGRATION_REF_SLOTS = ("mg_mig", "uc_nmig", "sa_min", "sa_mout")
 
 
 def _slots(cfg: Config, base: str) -> list[str]:
-    n = {"st": cfg.start_sagas, "mg": cfg.migrate_sagas, "uc": cfg.update_children,
-         "up": cfg.update_parents, "m": cfg.migrations, "sa": cfg.vmms, "v": cfg.vmms,
-         "rb": cfg.vmms}[base.split("_")[0]]
-    return [f"{base}.{k}" for k in range(n)]
+    return [f"{base}.{k}" for k in range(model_for(cfg).layout.sizes[base])]
 
 
 def vmm_refs(cfg: Config) -> list[str]:
@@ -197,11 +194,11 @@ def mine(model: Model, sample: list[State]) -> list[tuple]:
         base = n.split(".")[0]
         if base in family and len(family[base]) < 64:
             out.append(("in", n, tuple(sorted(family[base]))))
-    tables = {**{r: cfg.vmms for r in vmm_refs(cfg)}, "i_net": cfg.vmms,
+    tables = {**{r: cfg.vmms for r in [*vmm_refs(cfg), "i_net"]},
               **{r: cfg.migrations for r in migration_refs(cfg)},
-              **{f"uc_netk.{k}": cfg.vmms for k in range(cfg.update_children)},
-              **{f"up_child.{k}": cfg.update_children for k in range(cfg.update_parents)},
-              **{f"uc_parent.{k}": cfg.update_parents for k in range(cfg.update_children)}}
+              **{r: cfg.vmms for r in _slots(cfg, "uc_netk")},
+              **{r: cfg.update_children for r in _slots(cfg, "up_child")},
+              **{r: cfg.update_parents for r in _slots(cfg, "uc_parent")}}
     out += [("in", r, (*range(n), NONE)) for r, n in tables.items()]
     conds = [j for j, n in enumerate(cols)
              if (n.split(".")[0] in CONDITIONS or n in DERIVED) and len(values[j]) > 1]
