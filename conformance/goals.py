@@ -123,7 +123,8 @@ def nodes_lacking(model: Model) -> dict[str, tuple[str, str]]:
 @dataclass(frozen=True)
 class Lemma:
     """A candidate state predicate, as data (so a proven set can be stored and re-checked):
-    `("invariant", id)`, `("in", x, values)` or `("implies", x, c, y, values)`."""
+    `("invariant", id)`, `("in", x, values)`, `("implies", x, c, y, values)` or, with two
+    conditions, `("implies2", x1, c1, x2, c2, y, values)`."""
 
     spec: tuple[object, ...]
 
@@ -134,6 +135,9 @@ class Lemma:
             return f"invariant {k[1]}"
         if k[0] == "in":
             return f"{k[1]} in {list(k[2])}"  # type: ignore[call-overload]
+        if k[0] == "implies2":
+            return (f"{k[1]}={k[2]} & {k[3]}={k[4]} => "
+                    f"{k[5]} in {list(k[6])}")  # type: ignore[call-overload]
         return f"{k[1]}={k[2]} => {k[3]} in {list(k[4])}"  # type: ignore[call-overload]
 
     def to_json(self) -> list[object]:
@@ -151,6 +155,12 @@ class Lemma:
         if k[0] == "in":
             x, vals = str(k[1]), k[2]
             return _in(ctx, x, vals, _is_bool(model, x), model.cfg)  # type: ignore[arg-type]
+        if k[0] == "implies2":
+            x1, c1, x2, c2, y, vals = str(k[1]), k[2], str(k[3]), k[4], str(k[5]), k[6]
+            return ctx.ops.Implies(
+                ctx.ops.And(_eq(ctx, x1, c1, _is_bool(model, x1), model.cfg),  # type: ignore[arg-type]
+                            _eq(ctx, x2, c2, _is_bool(model, x2), model.cfg)),  # type: ignore[arg-type]
+                _in(ctx, y, vals, _is_bool(model, y), model.cfg))  # type: ignore[arg-type]
         x, c, y, vals = str(k[1]), k[2], str(k[3]), k[4]
         return ctx.ops.Implies(
             _eq(ctx, x, c, _is_bool(model, x), model.cfg),  # type: ignore[arg-type]
@@ -736,8 +746,14 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
         for g, term in goal_t.items():
             lit = z3.Bool(f"goal#{rounds}#{g}")
             solver.add(z3.Implies(lit, term))
-            if solver.check(*[switch[j] for j in sorted(alive)], lit) == z3.unsat:
+            res = solver.check(*[switch[j] for j in sorted(alive)], lit)
+            if res == z3.unsat:
                 s |= core()
+            elif res == z3.sat and log is not None:
+                w = enc.read_state(solver.model(), pre)
+                log(f"goal {g} is satisfiable under the {len(alive)} candidates left; the "
+                    "witness, as it differs from the fresh state: "
+                    + ", ".join(f"{n}={v}" for n, v in w.items() if fresh.get(n) != v))
         if log is not None:
             log(f"targeted Houdini: {len(alive)} candidates, goal cores {len(s)} lemmas, "
                 f"{time.perf_counter() - t0:.0f}s")

@@ -27,12 +27,16 @@ import random
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from model.actions import Model, model_for
 from model.expr import CONCRETE, Ctx, Val
 from model.seeds import seed_states
 from model.state import NONE, Config
 from model.step import ModelBoundExceeded, State, successors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Observable = tuple[bool, Callable[[Ctx, Config], Val]]
 
@@ -155,12 +159,9 @@ CONDITIONS = ("i_state", "i_active", "i_target", "i_mig", "st_mode", "st_pc", "m
 SLED_VIEW = ("sa_state", "sa_min", "sa_mout", "rb_state", "sa_msrc_st", "sa_mtgt_st")
 
 
-def mine(model: Model, sample: list[State]) -> list[tuple]:
-    """Candidate specs (as `conformance.goals.Lemma` takes them) true in every sampled state,
-    over the small variables (but the sleds' view), the derived observables of `goals.py` and
-    the relational ones: `("in", y, V)` for every one, and `("implies", x, c, y, V)` for x
-    among `CONDITIONS` or the derived observables (the external state, the active VMM's) and
-    every value c it took."""
+def _table(model: Model, sample: list[State]) -> tuple[list[str], list[bool], np.ndarray]:
+    """The sample as a matrix: one row per state, one column per small variable (but the
+    sleds' view), derived observable and relational observable."""
     import numpy as np
 
     from .goals import DERIVED, SMALL, _is_bool, _read
@@ -173,12 +174,25 @@ def mine(model: Model, sample: list[State]) -> list[tuple]:
     for s in sample:
         ctx = Ctx(CONCRETE, s, layout.sizes)
         rows.append([int(_read(ctx, n, cfg)) for n in cols])
-    m = np.array(rows, dtype=np.int16)
+    return cols, boolean, np.array(rows, dtype=np.int16)
+
+
+def mine(model: Model, sample: list[State]) -> list[tuple]:
+    """Candidate specs (as `conformance.goals.Lemma` takes them) true in every sampled state,
+    over the small variables (but the sleds' view), the derived observables of `goals.py` and
+    the relational ones: `("in", y, V)` for every one, and `("implies", x, c, y, V)` for x
+    among `CONDITIONS` or the derived observables (the external state, the active VMM's) and
+    every value c it took."""
+    import numpy as np
+
+    from .goals import DERIVED
+
+    cfg = model.cfg
+    cols, boolean, m = _table(model, sample)
     values = [np.unique(m[:, j]) for j in range(len(cols))]
 
     def val(j: int, v: object) -> int | bool:
         return bool(v) if boolean[j] else int(v)  # type: ignore[call-overload]
-
     out: list[tuple] = []
     for j, n in enumerate(cols):
         if len(values[j]) < (2 if boolean[j] else 64):
@@ -212,4 +226,77 @@ def mine(model: Model, sample: list[State]) -> list[tuple]:
                 if len(seen) < len(values[y]):
                     out.append(("implies", cols[x], val(x, c), cols[y],
                                 tuple(val(y, v) for v in seen)))
+    return out
+
+
+# the sagas' control state: the first condition of a two-condition candidate
+SAGA_CONTROL = ("st_mode", "st_pc", "mg_mode", "mg_pc", "up_mode", "up_pc", "uc_mode", "uc_pc")
+_MENTIONS = re.compile(r"([a-z]+)_\w*\.(\d+)")
+
+
+def _slot_of(name: str) -> tuple[str, str] | None:
+    """(saga family prefix, slot) of a saga variable, e.g. ("uc", "0") for `uc_pc.0`."""
+    m = _MENTIONS.fullmatch(name)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def mine_pairs(model: Model, sample: list[State], min_support: int = 5,
+               log: Callable[[str], None] | None = None) -> list[tuple]:
+    """Two-condition candidates `("implies2", x1, c1, x2, c2, y, V)`: a saga slot's control
+    state (x1 among `SAGA_CONTROL`) together with a relational observable about that same
+    slot, or the instance's state (x2), implies a value set for y, which is an observable of
+    that slot, the instance row or a derived observable.
+
+    Only candidates that say more than the two one-condition facts together are proposed:
+    V is strictly smaller than the values y took when x1 = c1 and those it took when
+    x2 = c2. Conditions met by fewer than `min_support` sampled states propose nothing (their
+    value sets are mostly chance)."""
+    import numpy as np
+
+    from .goals import DERIVED
+
+    t0 = time.perf_counter()
+    cols, boolean, m = _table(model, sample)
+    bits = np.left_shift(np.uint64(1), m.astype(np.uint64))
+    index = {n: j for j, n in enumerate(cols)}
+
+    def mentions(name: str) -> set[tuple[str, str]]:
+        return {(a, b) for a, b in re.findall(r"([a-z]+)_\w*?\.(\d+)", name)}
+
+    def seen(rows: np.ndarray) -> np.ndarray:
+        return np.bitwise_or.reduce(bits[rows], axis=0)
+
+    instance = [j for j, n in enumerate(cols) if n.startswith("i_") or n in DERIVED]
+    out: list[tuple] = []
+    for x1, n1 in enumerate(cols):
+        slot = _slot_of(n1)
+        if slot is None or n1.split(".")[0] not in SAGA_CONTROL:
+            continue
+        mine_slot = [j for j, n in enumerate(cols) if slot in mentions(n)]
+        seconds = [index["i_state"]] + [j for j in mine_slot if cols[j].startswith("@")]
+        targets = sorted(set(mine_slot + instance))
+        for c1 in np.unique(m[:, x1]):
+            r1 = m[:, x1] == c1
+            if r1.sum() < min_support:
+                continue
+            s1 = seen(r1)
+            for x2 in seconds:
+                if x2 == x1:
+                    continue
+                for c2 in np.unique(m[r1, x2]):
+                    r12 = r1 & (m[:, x2] == c2)
+                    if r12.sum() < min_support:
+                        continue
+                    s2 = seen(m[:, x2] == c2)
+                    s12 = seen(r12)
+                    for y in targets:
+                        if y in (x1, x2) or s12[y] == (s1[y] & s2[y]):
+                            continue
+                        vals = [v for v in range(64) if int(s12[y]) >> v & 1]
+                        out.append(("implies2", n1, int(c1), cols[x2],
+                                    bool(c2) if boolean[x2] else int(c2), cols[y],
+                                    tuple(bool(v) for v in vals) if boolean[y]
+                                    else tuple(vals)))
+    if log is not None:
+        log(f"{len(out)} two-condition candidates ({time.perf_counter() - t0:.0f}s)")
     return out

@@ -116,6 +116,10 @@ def lemmas(
     samples: int = typer.Option(
         40_000, "--samples", help="With --relational: sampled states proposing candidates."),
     seed: int = typer.Option(1, "--seed", help="With --relational: the walks' random seed."),
+    two_conditions: bool = typer.Option(
+        True, "--two-conditions/--one-condition",
+        help="With --relational: also propose candidates with two conditions (a saga's "
+             "control state and a fact about the rows it names)."),
 ) -> None:
     """Mine candidate lemmas from walked states, keep the inductive subset (Houdini) and
     store it in conformance/lemmas/ for `traces generate` (which re-proves it every run)."""
@@ -132,7 +136,7 @@ def lemmas(
         raise _usage(str(e)) from None
     model = model_for(cfg)
     if relational:
-        _relational_lemmas(cfg, goal or [], samples, seed)
+        _relational_lemmas(cfg, goal or [], samples, seed, two_conditions)
         return
     if goal:
         raise _usage("--goal goes with --relational")
@@ -147,7 +151,8 @@ def lemmas(
                   f"{proof.seconds:.0f}s) written to {p}")
 
 
-def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int) -> None:
+def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
+                       two_conditions: bool) -> None:
     """`traces lemmas --relational`: targeted Houdini over the stored lemmas, the invariants,
     the structural candidates and relational candidates mined from `samples` walked states,
     aimed at `goals`; what it proves is added to the stored set, which is re-proven whole."""
@@ -184,6 +189,8 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int) -
     sample = rel.walk_sample(model, samples, seed, log=log)
     t0 = time.perf_counter()
     mined = [Lemma(spec) for spec in rel.mine(model, sample)]
+    if two_conditions:
+        mined += [Lemma(spec) for spec in rel.mine_pairs(model, sample, log=log)]
     log(f"{len(mined)} candidates mined from {len(sample)} states "
         f"({time.perf_counter() - t0:.0f}s)")
     cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined
