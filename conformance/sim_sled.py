@@ -31,7 +31,7 @@ simulated sled shows as Migrating (it has an outgoing migration) stands for the 
 Running or Rebooting. Disagreements are collected in `divergences`; the replayer reports the
 first one of a step as a mismatch.
 
-Eight differences between the two sleds' designs are not mismatches; each is counted in
+Seven differences between the two sleds' designs are not mismatches; each is counted in
 `known` under its name (the replay result carries the counts):
 
 * `ended-vmm-forgotten`: the model's sled keeps answering for a VMM that ended (Destroyed,
@@ -57,9 +57,6 @@ Eight differences between the two sleds' designs are not mismatches; each is cou
 * `migration-needs-live-peer`: a migration side completes in the model once the other side
   has not failed, even if the other VMM is gone; the simulated side completes only while the
   peer VMM is still on its sled (otherwise a source stays up, a target is torn down).
-* `baseline-register-generation`: at the baseline (VMM rows created Starting) the model's
-  sled answers a first registration at generation + 1, the simulated one at the row's
-  generation (it counts only the move out of Creating, Δ #6455).
 """
 
 from __future__ import annotations
@@ -274,13 +271,6 @@ class SimSleds:
         views_agree = self.same(_view(m_rep), _view(s_rep)) or self.explained(
             _view(m_rep), _view(s_rep))
         gens_agree = not gen or want[3:] == got[3:]
-        if views_agree and not gens_agree and self.ctrl.datastore.revision == "baseline" and (
-                m_rep.vmm_state.gen == s_rep.vmm_state.gen + 1):
-            # the baseline VMM row is created Starting: the model's sled still counts the
-            # registration as an observation (generation + 1), the simulated sled-agent
-            # counts only the move out of Creating (rfd486, Δ #6455)
-            self.known["baseline-register-generation"] += 1
-            gens_agree = True
         if not views_agree or not gens_agree:
             self.divergences.append(
                 f"{what}: the model's sled answers {want}, the simulated sled {got}")

@@ -72,7 +72,9 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
     new = ctx.at("sa_state", k) == V.ABSENT
     with ctx.when(new):
         ctx.set_at("sa_state", k, ops.If(m_in != NONE, int(V.MIGRATING), int(V.STARTING)))
-        ctx.set_at("sa_gen", k, ctx.inc(ctx.at("v_gen", k)))
+        # rfd486 creates the row Creating, and the sled's Starting is an observation (gen + 1);
+        # the baseline creates it Starting, and the sled answers the state it was given
+        ctx.set_at("sa_gen", k, ctx.at("v_gen", k) if not cfg.rfd486 else ctx.inc(ctx.at("v_gen", k)))
         ctx.set_at("sa_min", k, m_in)
         with ctx.when(m_in != NONE):
             ctx.set_at("sa_mtgt_st", m_in, M.PENDING)

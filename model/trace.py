@@ -24,7 +24,7 @@ from .vocab import MUTANTS, REVISIONS
 
 FORMAT_DESCRIPTION = ("ITF (Apalache ADR-015) with Quint MBT fields mbt::actionTaken and "
                       "mbt::nondetPicks; see docs/trace-format.md")
-MODEL_REVISION = "lifecycle-model/5"  # bump when the model's variables or actions change
+MODEL_REVISION = "lifecycle-model/6"  # bump when the model's variables or actions change
 
 
 class TraceError(ValueError):
