@@ -695,7 +695,8 @@ def mine_and_prove(model: Model, enc: Encoding, sample: list[State], goals: list
 def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: list[str],
                      timeout_ms: int = 120_000,
                      log: Callable[[str], None] | None = None,
-                     minimize_cores: bool = False) -> Proof:
+                     minimize_cores: bool = False,
+                     on_drop: Callable[[int, list[str]], None] | None = None) -> Proof:
     """An inductive subset of `cands` aimed at refuting `goals`, found with unsat cores.
 
     Plain Houdini drops one or two candidates per Z3 round, so a thousand mined candidates
@@ -708,7 +709,8 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
 
     With `minimize_cores` Z3 shrinks every core (slower queries, a much smaller S: with
     thousands of mined candidates most of a raw core is sampling noise that later rounds
-    must drop one counterexample at a time)."""
+    must drop one counterexample at a time). `on_drop(round, names)` is told which
+    candidates each counterexample to induction drops."""
     t0 = time.perf_counter()
     fresh = model.layout.fresh_state()
     cand = [lem for lem in cands if _holds(model, lem, fresh)]
@@ -739,6 +741,8 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
         if not bad:
             raise RuntimeError("Z3 found a violation but no lemma is false")
         alive.difference_update(bad)
+        if on_drop is not None:
+            on_drop(rounds, [cand[j].name for j in sorted(bad)])
         return len(bad)
 
     while True:

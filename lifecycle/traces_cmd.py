@@ -120,6 +120,9 @@ def lemmas(
         True, "--two-conditions/--one-condition",
         help="With --relational: also propose candidates with two conditions (a saga's "
              "control state and a fact about the rows it names)."),
+    drop_log: Path = typer.Option(
+        None, "--drop-log", help="With --relational: write every candidate Houdini drops, "
+                                 "one line each (round, tab, candidate), to this file."),
 ) -> None:
     """Mine candidate lemmas from walked states, keep the inductive subset (Houdini) and
     store it in conformance/lemmas/ for `traces generate` (which re-proves it every run)."""
@@ -136,10 +139,10 @@ def lemmas(
         raise _usage(str(e)) from None
     model = model_for(cfg)
     if relational:
-        _relational_lemmas(cfg, goal or [], samples, seed, two_conditions)
+        _relational_lemmas(cfg, goal or [], samples, seed, two_conditions, drop_log)
         return
-    if goal:
-        raise _usage("--goal goes with --relational")
+    if goal or drop_log is not None:
+        raise _usage("--goal and --drop-log go with --relational")
     suite = generate_suite(cfg, walks=walks, last_mile=False)
     sample = enrich(model, [*suite.sample.values(),
                             *(s for w in suite.walks for s in w.states)], 2)
@@ -152,7 +155,7 @@ def lemmas(
 
 
 def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
-                       two_conditions: bool) -> None:
+                       two_conditions: bool, drop_log: Path | None) -> None:
     """`traces lemmas --relational`: targeted Houdini over the stored lemmas, the invariants,
     the structural candidates and relational candidates mined from `samples` walked states,
     aimed at `goals`; what it proves is added to the stored set, which is re-proven whole."""
@@ -194,8 +197,19 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
     log(f"{len(mined)} candidates mined from {len(sample)} states "
         f"({time.perf_counter() - t0:.0f}s)")
     cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined
-    proof = targeted_houdini(model, enc, cands, goals, timeout_ms=600_000, log=log,
-                             minimize_cores=True)
+    drops = drop_log.open("w") if drop_log is not None else None
+
+    def on_drop(rnd: int, names: list[str]) -> None:
+        if drops is not None:
+            drops.writelines(f"{rnd}\t{n}\n" for n in names)
+            drops.flush()
+
+    try:
+        proof = targeted_houdini(model, enc, cands, goals, timeout_ms=600_000, log=log,
+                                 minimize_cores=True, on_drop=on_drop)
+    finally:
+        if drops is not None:
+            drops.close()
     if not proof.lemmas:
         console.print("Houdini kept no lemma set: no inductive subset of the candidates "
                       "refutes the goals (or a query ran out of time); nothing stored")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import z3
 from typer.testing import CliRunner
@@ -114,3 +116,29 @@ def test_two_condition_candidates_hold_and_say_more(sample: list[State]) -> None
     wrong = Lemma((*spec[:6], tuple(v for v in range(64) if v not in spec[6])
                    if not isinstance(spec[6][0], bool) else (not spec[6][0],)))
     assert not all(_holds(model, wrong, s) for s in sample)
+
+
+def test_targeted_houdini_reports_what_it_drops() -> None:
+    """A candidate that holds in the fresh state but not after a step is dropped by a
+    counterexample to induction, and `on_drop` names it with its round; the stored lemmas
+    still refute the goal on their own."""
+    from conformance.goals import stored_proof, targeted_houdini
+    from model.bmc import encoding_for
+
+    cfg = Config(revision="rfd486")
+    model, enc = model_for(cfg), encoding_for(cfg)
+    stored = stored_proof(model, enc).lemmas
+    bogus = Lemma(("in", "i_gen", (1,)))
+    drops: list[tuple[int, list[str]]] = []
+    proof = targeted_houdini(model, enc, [bogus, *stored], ["pair:STOPPED/RUNNING"],
+                             minimize_cores=True, on_drop=lambda r, n: drops.append((r, n)))
+    assert drops and drops[0][1] == [bogus.name] and drops[0][0] >= 1
+    assert proof.lemmas and bogus not in proof.lemmas
+    assert all(lem in stored for lem in proof.lemmas)
+
+
+def test_drop_log_needs_relational(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["traces", "lemmas", "-r", "rfd486", "--drop-log",
+                              str(tmp_path / "d.tsv")])
+    assert res.exit_code == 2 and "--relational" in res.output
+    assert not (tmp_path / "d.tsv").exists()
