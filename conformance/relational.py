@@ -27,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from model.actions import Model, model_for
@@ -159,9 +160,19 @@ CONDITIONS = ("i_state", "i_active", "i_target", "i_mig", "st_mode", "st_pc", "m
 SLED_VIEW = ("sa_state", "sa_min", "sa_mout", "rb_state", "sa_msrc_st", "sa_mtgt_st")
 
 
-def _table(model: Model, sample: list[State]) -> tuple[list[str], list[bool], np.ndarray]:
-    """The sample as a matrix: one row per state, one column per small variable (but the
-    sleds' view), derived observable and relational observable."""
+@dataclass(frozen=True)
+class Table:
+    """A sample as a matrix: one row per state, one column per small variable (but the sleds'
+    view), derived observable and relational observable; `boolean[j]` says whether column j
+    is a boolean. Built once (`table`) and read by both miners."""
+
+    cols: list[str]
+    boolean: list[bool]
+    m: np.ndarray
+
+
+def table(model: Model, sample: list[State]) -> Table:
+    """The matrix of `sample` that `mine` and `mine_pairs` read."""
     import numpy as np
 
     from .goals import DERIVED, SMALL, _is_bool, _read
@@ -174,11 +185,12 @@ def _table(model: Model, sample: list[State]) -> tuple[list[str], list[bool], np
     for s in sample:
         ctx = Ctx(CONCRETE, s, layout.sizes)
         rows.append([int(_read(ctx, n, cfg)) for n in cols])
-    return cols, boolean, np.array(rows, dtype=np.int16)
+    return Table(cols, boolean, np.array(rows, dtype=np.int16))
 
 
-def mine(model: Model, sample: list[State]) -> list[tuple]:
-    """Candidate specs (as `conformance.goals.Lemma` takes them) true in every sampled state,
+def mine(model: Model, tab: Table) -> list[tuple]:
+    """Candidate specs (as `conformance.goals.Lemma` takes them) true in every sampled state
+    of `tab`,
     over the small variables (but the sleds' view), the derived observables of `goals.py` and
     the relational ones: `("in", y, V)` for every one, and `("implies", x, c, y, V)` for x
     among `CONDITIONS` or the derived observables (the external state, the active VMM's) and
@@ -188,7 +200,7 @@ def mine(model: Model, sample: list[State]) -> list[tuple]:
     from .goals import DERIVED
 
     cfg = model.cfg
-    cols, boolean, m = _table(model, sample)
+    cols, boolean, m = tab.cols, tab.boolean, tab.m
     values = [np.unique(m[:, j]) for j in range(len(cols))]
 
     def val(j: int, v: object) -> int | bool:
@@ -231,16 +243,12 @@ def mine(model: Model, sample: list[State]) -> list[tuple]:
 
 # the sagas' control state: the first condition of a two-condition candidate
 SAGA_CONTROL = ("st_mode", "st_pc", "mg_mode", "mg_pc", "up_mode", "up_pc", "uc_mode", "uc_pc")
-_MENTIONS = re.compile(r"([a-z]+)_\w*\.(\d+)")
+# a slotted variable inside a name: (family prefix, slot), e.g. ("uc", "0") in `uc_pc.0` or in
+# `@same(i_active,uc_dact.0)`
+_SLOT = re.compile(r"([a-z]+)_\w*?\.(\d+)")
 
 
-def _slot_of(name: str) -> tuple[str, str] | None:
-    """(saga family prefix, slot) of a saga variable, e.g. ("uc", "0") for `uc_pc.0`."""
-    m = _MENTIONS.fullmatch(name)
-    return (m.group(1), m.group(2)) if m else None
-
-
-def mine_pairs(model: Model, sample: list[State], min_support: int = 5,
+def mine_pairs(model: Model, tab: Table, min_support: int = 5,
                log: Callable[[str], None] | None = None) -> list[tuple]:
     """Two-condition candidates `("implies2", x1, c1, x2, c2, y, V)`: a saga slot's control
     state (x1 among `SAGA_CONTROL`) together with a relational observable about that same
@@ -256,12 +264,11 @@ def mine_pairs(model: Model, sample: list[State], min_support: int = 5,
     from .goals import DERIVED
 
     t0 = time.perf_counter()
-    cols, boolean, m = _table(model, sample)
+    cols, boolean, m = tab.cols, tab.boolean, tab.m
     bits = np.left_shift(np.uint64(1), m.astype(np.uint64))
     index = {n: j for j, n in enumerate(cols)}
-
-    def mentions(name: str) -> set[tuple[str, str]]:
-        return {(a, b) for a, b in re.findall(r"([a-z]+)_\w*?\.(\d+)", name)}
+    slots = [set(_SLOT.findall(n)) for n in cols]
+    alone: dict[tuple[int, int], np.ndarray] = {}  # (x2, c2) -> the values seen when x2 = c2
 
     def seen(rows: np.ndarray) -> np.ndarray:
         return np.bitwise_or.reduce(bits[rows], axis=0)
@@ -269,10 +276,11 @@ def mine_pairs(model: Model, sample: list[State], min_support: int = 5,
     instance = [j for j, n in enumerate(cols) if n.startswith("i_") or n in DERIVED]
     out: list[tuple] = []
     for x1, n1 in enumerate(cols):
-        slot = _slot_of(n1)
-        if slot is None or n1.split(".")[0] not in SAGA_CONTROL:
+        own = _SLOT.fullmatch(n1)
+        if own is None or n1.split(".")[0] not in SAGA_CONTROL:
             continue
-        mine_slot = [j for j, n in enumerate(cols) if slot in mentions(n)]
+        slot = own.groups()
+        mine_slot = [j for j in range(len(cols)) if slot in slots[j]]
         seconds = [index["i_state"]] + [j for j in mine_slot if cols[j].startswith("@")]
         targets = sorted(set(mine_slot + instance))
         for c1 in np.unique(m[:, x1]):
@@ -287,7 +295,9 @@ def mine_pairs(model: Model, sample: list[State], min_support: int = 5,
                     r12 = r1 & (m[:, x2] == c2)
                     if r12.sum() < min_support:
                         continue
-                    s2 = seen(m[:, x2] == c2)
+                    if (x2, int(c2)) not in alone:
+                        alone[(x2, int(c2))] = seen(m[:, x2] == c2)
+                    s2 = alone[(x2, int(c2))]
                     s12 = seen(r12)
                     for y in targets:
                         if y in (x1, x2) or s12[y] == (s1[y] & s2[y]):

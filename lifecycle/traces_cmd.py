@@ -191,9 +191,10 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
     log(f"{len(stored)} stored lemmas re-proven")
     sample = rel.walk_sample(model, samples, seed, log=log)
     t0 = time.perf_counter()
-    mined = [Lemma(spec) for spec in rel.mine(model, sample)]
+    tab = rel.table(model, sample)
+    mined = [Lemma(spec) for spec in rel.mine(model, tab)]
     if two_conditions:
-        mined += [Lemma(spec) for spec in rel.mine_pairs(model, sample, log=log)]
+        mined += [Lemma(spec) for spec in rel.mine_pairs(model, tab, log=log)]
     log(f"{len(mined)} candidates mined from {len(sample)} states "
         f"({time.perf_counter() - t0:.0f}s)")
     cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined

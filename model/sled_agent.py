@@ -74,7 +74,8 @@ def instance_ensure_registered(ctx: Ctx, cfg: Config, k: Val, m_in: Val) -> Val:
         ctx.set_at("sa_state", k, ops.If(m_in != NONE, int(V.MIGRATING), int(V.STARTING)))
         # rfd486 creates the row Creating, and the sled's Starting is an observation (gen + 1);
         # the baseline creates it Starting, and the sled answers the state it was given
-        ctx.set_at("sa_gen", k, ctx.at("v_gen", k) if not cfg.rfd486 else ctx.inc(ctx.at("v_gen", k)))
+        gen = ctx.at("v_gen", k)
+        ctx.set_at("sa_gen", k, ctx.inc(gen) if cfg.rfd486 else gen)
         ctx.set_at("sa_min", k, m_in)
         with ctx.when(m_in != NONE):
             ctx.set_at("sa_mtgt_st", m_in, M.PENDING)

@@ -71,7 +71,7 @@ def test_unknown_relational_names_are_refused() -> None:
 
 def test_mined_candidates_hold_on_their_sample(sample: list[State]) -> None:
     model = model_for(Config(revision="rfd486"))
-    specs = relational.mine(model, sample)
+    specs = relational.mine(model, relational.table(model, sample))
     assert any(sp[0] == "implies" and str(sp[3]).startswith("@") for sp in specs)
     for spec in specs[::50]:
         lem = Lemma(spec)
@@ -92,7 +92,7 @@ def test_two_condition_candidates_hold_and_say_more(sample: list[State]) -> None
     """Every two-condition candidate holds on its sample, in the concrete and the Z3
     semantics alike, and is stronger than its two one-condition facts together."""
     model = model_for(Config(revision="rfd486"))
-    specs = relational.mine_pairs(model, sample)
+    specs = relational.mine_pairs(model, relational.table(model, sample))
     assert specs and all(sp[0] == "implies2" for sp in specs)
     assert any(str(sp[1]).startswith("uc_pc.") and str(sp[3]).startswith("@")
                for sp in specs)
