@@ -310,3 +310,49 @@ def mine_pairs(model: Model, tab: Table, min_support: int = 5,
     if log is not None:
         log(f"{len(out)} two-condition candidates ({time.perf_counter() - t0:.0f}s)")
     return out
+
+
+def mine_fallbacks(model: Model, tab: Table, min_support: int = 1,
+                   log: Callable[[str], None] | None = None) -> list[tuple]:
+    """Fallbacks for the unconditional facts about a saga slot: for every slotted column y
+    whose value set `mine` proposes as `("in", y, V)`, the same kind of fact under each value
+    c of that slot's control state (x among `SAGA_CONTROL`, same slot):
+    `("implies", x, c, y, V_c)`, with V_c the values y took when x = c.
+
+    `mine` proposes an implication only when it is strictly stronger than y's unconditional
+    range. The fallbacks are the ones it leaves out, where V_c is the whole range: they
+    say nothing more on the sample, but if Houdini drops the unconditional fact (a state it
+    cannot exclude breaks it under one control state), the versions under the other
+    control states survive it. Example: "no migrate saga's VMM is the active one" fails for
+    a saga that has finished, and "while the saga unwinds, its VMM is not the active one"
+    may still be inductive."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    cols, boolean, m = tab.cols, tab.boolean, tab.m
+    values = [np.unique(m[:, j]) for j in range(len(cols))]
+    control: dict[tuple[str, ...], list[int]] = {}
+    for j, n in enumerate(cols):
+        own = _SLOT.fullmatch(n)
+        if own is not None and n.split(".")[0] in SAGA_CONTROL:
+            control.setdefault(own.groups(), []).append(j)
+    out: list[tuple] = []
+    for y, ny in enumerate(cols):
+        if len(values[y]) >= (2 if boolean[y] else 64):
+            continue  # `mine` proposes no range for y
+        for slot in sorted(set(_SLOT.findall(ny))):
+            for x in control.get(slot, []):
+                if x == y:
+                    continue
+                for c in values[x]:
+                    rows = m[:, x] == c
+                    if rows.sum() < min_support:
+                        continue
+                    seen = np.unique(m[rows, y])
+                    if len(seen) < len(values[y]):
+                        continue  # strictly stronger: `mine` proposes it already
+                    out.append(("implies", cols[x], int(c), ny,
+                                tuple(bool(v) if boolean[y] else int(v) for v in seen)))
+    if log is not None:
+        log(f"{len(out)} fallback candidates ({time.perf_counter() - t0:.0f}s)")
+    return out

@@ -120,6 +120,10 @@ def lemmas(
         True, "--two-conditions/--one-condition",
         help="With --relational: also propose candidates with two conditions (a saga's "
              "control state and a fact about the rows it names)."),
+    fallbacks: bool = typer.Option(
+        True, "--fallbacks/--no-fallbacks",
+        help="With --relational: also propose every unconditional fact about a saga's "
+             "rows under each of that saga's control states, in case the fact itself fails."),
     drop_log: Path = typer.Option(
         None, "--drop-log", help="With --relational: write every candidate Houdini drops, "
                                  "one line each (round, tab, candidate), to this file."),
@@ -139,7 +143,8 @@ def lemmas(
         raise _usage(str(e)) from None
     model = model_for(cfg)
     if relational:
-        _relational_lemmas(cfg, goal or [], samples, seed, two_conditions, drop_log)
+        _relational_lemmas(cfg, goal or [], samples, seed, two_conditions, fallbacks,
+                           drop_log)
         return
     if goal or drop_log is not None:
         raise _usage("--goal and --drop-log go with --relational")
@@ -155,7 +160,8 @@ def lemmas(
 
 
 def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
-                       two_conditions: bool, drop_log: Path | None) -> None:
+                       two_conditions: bool, fallbacks: bool,
+                       drop_log: Path | None) -> None:
     """`traces lemmas --relational`: targeted Houdini over the stored lemmas, the invariants,
     the structural candidates and relational candidates mined from `samples` walked states,
     aimed at `goals`; what it proves is added to the stored set, which is re-proven whole."""
@@ -195,6 +201,8 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
     mined = [Lemma(spec) for spec in rel.mine(model, tab)]
     if two_conditions:
         mined += [Lemma(spec) for spec in rel.mine_pairs(model, tab, log=log)]
+    if fallbacks:
+        mined += [Lemma(spec) for spec in rel.mine_fallbacks(model, tab, log=log)]
     log(f"{len(mined)} candidates mined from {len(sample)} states "
         f"({time.perf_counter() - t0:.0f}s)")
     cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined

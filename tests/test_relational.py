@@ -118,6 +118,35 @@ def test_two_condition_candidates_hold_and_say_more(sample: list[State]) -> None
     assert not all(_holds(model, wrong, s) for s in sample)
 
 
+def test_fallbacks_restate_unconditional_facts_per_control_state(sample: list[State]) -> None:
+    """Every fallback holds on its sample, is one `mine` left out, and restates a range `mine`
+    proposes unconditionally, under one control state of the same saga slot."""
+    model = model_for(Config(revision="rfd486"))
+    tab = relational.table(model, sample)
+    mined = relational.mine(model, tab)
+    ranges = {(sp[1], sp[2]) for sp in mined if sp[0] == "in"}
+    specs = relational.mine_fallbacks(model, tab)
+    assert specs and not set(specs) & set(mined)
+    for _, x, _c, y, vals in specs:
+        base, slot = str(x).split(".")
+        assert base in relational.SAGA_CONTROL
+        assert (base.split("_")[0], slot) in relational._SLOT.findall(str(y))  # the same slot
+        assert (y, vals) in ranges
+    for spec in specs[::20]:
+        assert all(_holds(model, Lemma(spec), s) for s in sample), Lemma(spec).name
+    # complete: under every start-saga mode the sample shows, each range about start saga 0's
+    # rows is restated, by a fallback or by a stronger implication `mine` proposes
+    modes = {s["st_mode.0"] for s in sample}
+    assert len(modes) >= 2
+    conditional = {(sp[1], sp[2], sp[3]) for sp in [*specs, *mined] if sp[0] == "implies"}
+    about = {y for y, _ in ranges
+             if ("st", "0") in relational._SLOT.findall(str(y)) and y != "st_mode.0"}
+    assert len(about) >= 10
+    for y in about:
+        for c in modes:
+            assert ("st_mode.0", c, y) in conditional, (c, y)
+
+
 def test_targeted_houdini_reports_what_it_drops() -> None:
     """A candidate that holds in the fresh state but not after a step is dropped by a
     counterexample to induction, and `on_drop` names it with its round; the stored lemmas
