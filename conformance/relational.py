@@ -356,3 +356,24 @@ def mine_fallbacks(model: Model, tab: Table, min_support: int = 1,
     if log is not None:
         log(f"{len(out)} fallback candidates ({time.perf_counter() - t0:.0f}s)")
     return out
+
+
+def sled_ranges(model: Model, sample: list[State]) -> list[tuple]:
+    """Range candidates for the sled-agents' view (`SLED_VIEW`), which `table` leaves out:
+    every slot of a family takes the values any slot of it took in `sample`, and a
+    migration reference names a migration slot or nothing. No implications: the first
+    attempt showed those to be chance. The fourth attempt's witness had migration states
+    out of every range the sled-agents use (44 and 47); these exclude such pre-states."""
+    cfg, layout = model.cfg, model.layout
+    members = [n for n in layout.names if n.split(".")[0] in SLED_VIEW]
+    family: dict[str, set[int]] = {}
+    for n in members:
+        family.setdefault(n.split(".")[0], set()).update(int(s[n]) for s in sample)
+    refs = {"sa_min", "sa_mout"}
+    out: list[tuple] = []
+    for n in members:
+        base = n.split(".")[0]
+        vals = ({*range(cfg.migrations), NONE} if base in refs else family[base])
+        if len(vals) < 64:
+            out.append(("in", n, tuple(sorted(vals))))
+    return out

@@ -198,7 +198,7 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
     sample = rel.walk_sample(model, samples, seed, log=log)
     t0 = time.perf_counter()
     tab = rel.table(model, sample)
-    mined = [Lemma(spec) for spec in rel.mine(model, tab)]
+    mined = [Lemma(spec) for spec in rel.mine(model, tab) + rel.sled_ranges(model, sample)]
     if two_conditions:
         mined += [Lemma(spec) for spec in rel.mine_pairs(model, tab, log=log)]
     if fallbacks:

@@ -147,6 +147,21 @@ def test_fallbacks_restate_unconditional_facts_per_control_state(sample: list[St
             assert ("st_mode.0", c, y) in conditional, (c, y)
 
 
+def test_sled_ranges_bound_every_variable_of_the_sleds_view(sample: list[State]) -> None:
+    """The sled-agents' view gets ranges (and only ranges): one per variable, true on the
+    sample, and false for the out-of-range migration state of the fourth attempt's witness."""
+    model = model_for(Config(revision="rfd486"))
+    specs = relational.sled_ranges(model, sample)
+    view = [n for n in model.layout.names if n.split(".")[0] in relational.SLED_VIEW]
+    assert sorted(sp[1] for sp in specs) == sorted(view) and len(view) == 16
+    assert all(sp[0] == "in" for sp in specs)
+    for spec in specs:
+        assert all(_holds(model, Lemma(spec), s) for s in sample), Lemma(spec).name
+    src = next(sp for sp in specs if sp[1] == "sa_msrc_st.0")
+    assert not _holds(model, Lemma(src), {**sample[0], "sa_msrc_st.0": 44})
+    assert next(sp for sp in specs if sp[1] == "sa_min.0")[2] == (0, 1, NONE)
+
+
 def test_targeted_houdini_reports_what_it_drops() -> None:
     """A candidate that holds in the fresh state but not after a step is dropped by a
     counterexample to induction, and `on_drop` names it with its round; the stored lemmas
