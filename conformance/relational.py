@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING
 
 from model.actions import Model, model_for
 from model.expr import CONCRETE, Ctx, Val
-from model.seeds import seed_states
+from model.seeds import ALL_SEEDS, SeedError, expand_step, seed_states
 from model.state import NONE, Config
-from model.step import ModelBoundExceeded, State, successors
+from model.step import ModelBoundExceeded, State, apply, successors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,18 +117,38 @@ def observable(name: str) -> Observable | None:
     return None
 
 
+def path_states(model: Model) -> list[State]:
+    """Every state on the seeds' own paths, opt-in seeds included, from the fresh instance
+    to the seed state: the walks of `walk_sample` start from these, so that sagas are met
+    in the middle of their runs. From the seed states alone, migrate sagas were nearly never
+    seen past their third node (98 % of 5,000 sampled rfd486 states had none running), and
+    no candidate about their later nodes was ever proposed."""
+    out: list[State] = []
+    for sd in seed_states(model, list(ALL_SEEDS)):
+        s = model.layout.fresh_state()
+        out.append(s)
+        for step in sd.prefix:
+            for lab in expand_step(model, s, step):
+                t = apply(model, model.action_index(lab), s)
+                if t is None:
+                    raise SeedError(f"seed {sd.name!r}: {lab} is not enabled")
+                s = t
+                out.append(s)
+    return list({tuple(s.values()): s for s in out}.values())
+
+
 def walk_sample(model: Model, n: int, seed: int, min_len: int = 5, max_len: int = 60,
                 log: Callable[[str], None] | None = None) -> list[State]:
-    """At least `n` distinct states met on seeded random walks from the seed states (each
-    walk takes `min_len` to `max_len` steps, uniformly among the enabled actions), then the
-    seed states themselves."""
+    """At least `n` distinct states met on seeded random walks from the states on the seeds'
+    paths (`path_states`; each walk takes `min_len` to `max_len` steps, uniformly among the
+    enabled actions), then those states themselves."""
     t0 = time.perf_counter()
     rnd = random.Random(seed)
-    seeds = seed_states(model)
+    starts = path_states(model)
     seen: dict[tuple[int | bool, ...], State] = {}
     next_log = 5_000
     while len(seen) < n:
-        s = rnd.choice(seeds).state
+        s = rnd.choice(starts)
         for _ in range(rnd.randint(min_len, max_len)):
             try:
                 succ = list(successors(model, s))
@@ -141,8 +161,8 @@ def walk_sample(model: Model, n: int, seed: int, min_len: int = 5, max_len: int 
         if log is not None and len(seen) >= next_log:
             log(f"sample: {len(seen)} states, {time.perf_counter() - t0:.0f}s")
             next_log += 5_000
-    for sd in seeds:
-        seen.setdefault(tuple(sd.state.values()), sd.state)
+    for st in starts:
+        seen.setdefault(tuple(st.values()), st)
     return list(seen.values())
 
 

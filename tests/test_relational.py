@@ -33,6 +33,22 @@ def sample() -> list[State]:
     return relational.walk_sample(model_for(Config(revision="rfd486")), 300, seed=0)
 
 
+def test_walks_start_along_the_seeds_paths() -> None:
+    """The walks start from every state on the seeds' paths (opt-in seeds too): the seed
+    states themselves and the states in between, where sagas are mid-run."""
+    from model.seeds import ALL_SEEDS, seed_states
+    model = model_for(Config(revision="rfd486"))
+    starts = relational.path_states(model)
+    keys = {tuple(s.values()) for s in starts}
+    assert len(keys) == len(starts) == 70
+    assert all(tuple(sd.state.values()) in keys
+               for sd in seed_states(model, list(ALL_SEEDS)))
+    assert tuple(model.layout.fresh_state().values()) in keys
+    # a migrate saga in the middle of its run, forward and unwinding
+    assert {pc for s in starts if s["mg_mode.0"] == 1 for pc in [s["mg_pc.0"]]} >= {1, 2, 3, 4}
+    assert any(s["mg_mode.0"] == 2 for s in starts)
+
+
 def test_observables_read_the_row_a_reference_names(sample: list[State]) -> None:
     cfg = Config(revision="rfd486")
     model = model_for(cfg)
