@@ -696,7 +696,7 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
                      timeout_ms: int = 120_000,
                      log: Callable[[str], None] | None = None,
                      minimize_cores: bool = False,
-                     on_drop: Callable[[int, list[str]], None] | None = None) -> Proof:
+                     on_drop: Callable[[int, list[str], str], None] | None = None) -> Proof:
     """An inductive subset of `cands` aimed at refuting `goals`, found with unsat cores.
 
     Plain Houdini drops one or two candidates per Z3 round, so a thousand mined candidates
@@ -709,8 +709,9 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
 
     With `minimize_cores` Z3 shrinks every core (slower queries, a much smaller S: with
     thousands of mined candidates most of a raw core is sampling noise that later rounds
-    must drop one counterexample at a time). `on_drop(round, names)` is told which
-    candidates each counterexample to induction drops."""
+    must drop one counterexample at a time). `on_drop(round, names, action)` is told which
+    candidates each counterexample to induction drops, and the action of its step. A query
+    that runs out of time ends the run with no lemma set, and the log says which."""
     t0 = time.perf_counter()
     fresh = model.layout.fresh_state()
     cand = [lem for lem in cands if _holds(model, lem, fresh)]
@@ -742,7 +743,9 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
             raise RuntimeError("Z3 found a violation but no lemma is false")
         alive.difference_update(bad)
         if on_drop is not None:
-            on_drop(rounds, [cand[j].name for j in sorted(bad)])
+            a = m.eval(enc.act_var(0), model_completion=True).as_long()  # type: ignore[attr-defined]
+            on_drop(rounds, [cand[j].name for j in sorted(bad)],
+                    model.actions[a].label if a < len(model.actions) else f"action #{a}")
         return len(bad)
 
     while True:
@@ -776,6 +779,9 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
                         f"{time.perf_counter() - t0:.0f}s")
                 continue
             if res != z3.unsat:
+                if log is not None:
+                    log(f"  round {rounds}: Z3 answered {res} ({solver.reason_unknown()}); "
+                        "no lemma set")
                 return Proof([], rounds, time.perf_counter() - t0, len(cands))
             k = core()
             if log is not None:

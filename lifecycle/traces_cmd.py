@@ -126,7 +126,9 @@ def lemmas(
              "rows under each of that saga's control states, in case the fact itself fails."),
     drop_log: Path = typer.Option(
         None, "--drop-log", help="With --relational: write every candidate Houdini drops, "
-                                 "one line each (round, tab, candidate), to this file."),
+                                 "one line each (round, tab, candidate), after a line "
+                                 "`# round R: ACTION` naming the step of the counterexample "
+                                 "to induction, to this file."),
 ) -> None:
     """Mine candidate lemmas from walked states, keep the inductive subset (Houdini) and
     store it in conformance/lemmas/ for `traces generate` (which re-proves it every run)."""
@@ -208,8 +210,9 @@ def _relational_lemmas(cfg: Config, goals: list[str], samples: int, seed: int,
     cands = stored + invariant_lemmas(model) + structural_lemmas(model) + mined
     drops = drop_log.open("w") if drop_log is not None else None
 
-    def on_drop(rnd: int, names: list[str]) -> None:
+    def on_drop(rnd: int, names: list[str], action: str) -> None:
         if drops is not None:
+            drops.write(f"# round {rnd}: {action}\n")
             drops.writelines(f"{rnd}\t{n}\n" for n in names)
             drops.flush()
 

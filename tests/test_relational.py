@@ -189,10 +189,12 @@ def test_targeted_houdini_reports_what_it_drops() -> None:
     model, enc = model_for(cfg), encoding_for(cfg)
     stored = stored_proof(model, enc).lemmas
     bogus = Lemma(("in", "i_gen", (1,)))
-    drops: list[tuple[int, list[str]]] = []
+    drops: list[tuple[int, list[str], str]] = []
     proof = targeted_houdini(model, enc, [bogus, *stored], ["pair:STOPPED/RUNNING"],
-                             minimize_cores=True, on_drop=lambda r, n: drops.append((r, n)))
+                             minimize_cores=True, on_drop=lambda r, n, a: drops.append((r, n, a)))
     assert drops and drops[0][1] == [bogus.name] and drops[0][0] >= 1
+    # the step of the counterexample is named: one of the model's actions
+    assert drops[0][2] in {a.label for a in model.actions}
     assert proof.lemmas and bogus not in proof.lemmas
     assert all(lem in stored for lem in proof.lemmas)
 
