@@ -744,8 +744,7 @@ def targeted_houdini(model: Model, enc: Encoding, cands: list[Lemma], goals: lis
         alive.difference_update(bad)
         if on_drop is not None:
             a = m.eval(enc.act_var(0), model_completion=True).as_long()  # type: ignore[attr-defined]
-            on_drop(rounds, [cand[j].name for j in sorted(bad)],
-                    model.actions[a].label if a < len(model.actions) else f"action #{a}")
+            on_drop(rounds, [cand[j].name for j in sorted(bad)], model.actions[a].label)
         return len(bad)
 
     while True:

@@ -28,13 +28,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from model.actions import Model, model_for
 from model.expr import CONCRETE, Ctx, Val
-from model.seeds import ALL_SEEDS, SeedError, expand_step, seed_states
+from model.seeds import ALL_SEEDS
 from model.state import NONE, Config
-from model.step import ModelBoundExceeded, State, apply, successors
+from model.step import ModelBoundExceeded, State, successors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,19 +123,12 @@ def path_states(model: Model) -> list[State]:
     to the seed state: the walks of `walk_sample` start from these, so that sagas are met
     in the middle of their runs. From the seed states alone, migrate sagas were nearly never
     seen past their third node (98 % of 5,000 sampled rfd486 states had none running), and
-    no candidate about their later nodes was ever proposed."""
-    out: list[State] = []
-    for sd in seed_states(model, list(ALL_SEEDS)):
-        s = model.layout.fresh_state()
-        out.append(s)
-        for step in sd.prefix:
-            for lab in expand_step(model, s, step):
-                t = apply(model, model.action_index(lab), s)
-                if t is None:
-                    raise SeedError(f"seed {sd.name!r}: {lab} is not enabled")
-                s = t
-                out.append(s)
-    return list({tuple(s.values()): s for s in out}.values())
+    no candidate about their later nodes was ever proposed. The paths are the ones
+    `goals.seed_paths` replays."""
+    from .goals import seed_paths
+
+    return list({tuple(s.values()): s
+                 for start in seed_paths(model, list(ALL_SEEDS)) for s in start.states}.values())
 
 
 def walk_sample(model: Model, n: int, seed: int, min_len: int = 5, max_len: int = 60,
@@ -190,6 +184,13 @@ class Table:
     boolean: list[bool]
     m: np.ndarray
 
+    @cached_property
+    def values(self) -> list[np.ndarray]:
+        """The distinct values of each column, in order."""
+        import numpy as np
+
+        return [np.unique(self.m[:, j]) for j in range(len(self.cols))]
+
 
 def table(model: Model, sample: list[State]) -> Table:
     """The matrix of `sample` that `mine` and `mine_pairs` read."""
@@ -220,8 +221,7 @@ def mine(model: Model, tab: Table) -> list[tuple]:
     from .goals import DERIVED
 
     cfg = model.cfg
-    cols, boolean, m = tab.cols, tab.boolean, tab.m
-    values = [np.unique(m[:, j]) for j in range(len(cols))]
+    cols, boolean, m, values = tab.cols, tab.boolean, tab.m, tab.values
 
     def val(j: int, v: object) -> int | bool:
         return bool(v) if boolean[j] else int(v)  # type: ignore[call-overload]
@@ -332,7 +332,7 @@ def mine_pairs(model: Model, tab: Table, min_support: int = 5,
     return out
 
 
-def mine_fallbacks(model: Model, tab: Table, min_support: int = 1,
+def mine_fallbacks(model: Model, tab: Table,
                    log: Callable[[str], None] | None = None) -> list[tuple]:
     """Fallbacks for the unconditional facts about a saga slot: for every slotted column y
     whose value set `mine` proposes as `("in", y, V)`, the same kind of fact under each value
@@ -349,8 +349,7 @@ def mine_fallbacks(model: Model, tab: Table, min_support: int = 1,
     import numpy as np
 
     t0 = time.perf_counter()
-    cols, boolean, m = tab.cols, tab.boolean, tab.m
-    values = [np.unique(m[:, j]) for j in range(len(cols))]
+    cols, boolean, m, values = tab.cols, tab.boolean, tab.m, tab.values
     control: dict[tuple[str, ...], list[int]] = {}
     for j, n in enumerate(cols):
         own = _SLOT.fullmatch(n)
@@ -365,10 +364,7 @@ def mine_fallbacks(model: Model, tab: Table, min_support: int = 1,
                 if x == y:
                     continue
                 for c in values[x]:
-                    rows = m[:, x] == c
-                    if rows.sum() < min_support:
-                        continue
-                    seen = np.unique(m[rows, y])
+                    seen = np.unique(m[m[:, x] == c, y])
                     if len(seen) < len(values[y]):
                         continue  # strictly stronger: `mine` proposes it already
                     out.append(("implies", cols[x], int(c), ny,
